@@ -1,0 +1,397 @@
+//! The state machine of one server. Its handlers live in `node/`, one concern per file.
+
+mod election;
+mod failure;
+mod membership;
+mod merge;
+mod recovery;
+mod replication;
+
+use std::collections::{BTreeMap, HashMap};
+
+use ringchat_proto::peer::{NodeInfo, PeerBody};
+use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
+
+use crate::Millis;
+use crate::action::{Action, Input, Notice, Proposal, ProposeError, ProposeOutcome};
+use crate::config::CoreConfig;
+use crate::log::Log;
+use crate::replication::{FollowerProgress, FollowerState};
+use crate::ring::Ring;
+
+/// What a server does in the ring right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader, or is looking for one.
+    Follower,
+    /// Takes part in an election round.
+    Candidate,
+    /// Leads: takes client messages and replicates them.
+    Leader,
+}
+
+impl Role {
+    /// Lower-case name for logs, metrics and the admin socket.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+/// A new leader's state while it collects its followers' histories before taking writes.
+#[derive(Debug, Clone)]
+struct Recovery {
+    started: Millis,
+    nudged: bool,
+    deadline: Millis,
+    pulling_from: Option<NodeId>,
+    recovered: Seq,
+}
+
+/// One server's view of the ring, the election and the history.
+#[derive(Debug)]
+pub struct Node {
+    cfg: CoreConfig,
+    me: NodeInfo,
+    now: Millis,
+    epoch: Epoch,
+    role: Role,
+    leader: Option<NodeInfo>,
+    leaderless_since: Option<Millis>,
+    ring: Ring,
+    ring_version: u64,
+    log: Log,
+    commit_seq: Seq,
+    participant: bool,
+    election_deadline: Millis,
+    last_join_probe: Option<Millis>,
+    last_heard: HashMap<NodeId, Millis>,
+    missed: HashMap<NodeId, bool>,
+    last_heartbeat: Option<Millis>,
+    heartbeat_nonce: u64,
+    heartbeat_sent: HashMap<NodeId, (u64, Millis)>,
+    followers: BTreeMap<NodeId, FollowerProgress>,
+    recovery: Option<Recovery>,
+    actions: Vec<Action>,
+}
+
+impl Node {
+    /// A server that has just started: alone, without a leader, epoch 0.
+    pub fn new(cfg: CoreConfig, me: NodeInfo, now: Millis) -> Self {
+        Self {
+            ring: Ring::alone(me.clone()),
+            cfg,
+            me,
+            now,
+            epoch: 0,
+            role: Role::Follower,
+            leader: None,
+            leaderless_since: Some(now),
+            ring_version: 0,
+            log: Log::default(),
+            commit_seq: 0,
+            participant: false,
+            election_deadline: 0,
+            last_join_probe: None,
+            last_heard: HashMap::new(),
+            missed: HashMap::new(),
+            last_heartbeat: None,
+            heartbeat_nonce: 0,
+            heartbeat_sent: HashMap::new(),
+            followers: BTreeMap::new(),
+            recovery: None,
+            actions: Vec::new(),
+        }
+    }
+
+    /// Feeds one input at time `now` (the driver's monotonic milliseconds).
+    pub fn step(&mut self, now: Millis, input: Input) {
+        self.now = self.now.max(now);
+        match input {
+            Input::Tick => self.on_tick(),
+            Input::Peer(msg) => {
+                if !msg.cluster.is_empty() && msg.cluster != self.cfg.cluster {
+                    return;
+                }
+                if msg.from == self.me.id {
+                    return;
+                }
+                self.heard(msg.from);
+                self.on_peer(msg.from, msg.body);
+            }
+            Input::PeerUnreachable(id) => self.peer_failed(id, "unreachable"),
+            Input::Discovered { node, leader } => self.on_discovered(node, leader),
+        }
+    }
+
+    /// Asks the leader to store a client message.
+    pub fn propose(&mut self, now: Millis, p: Proposal) -> Result<ProposeOutcome, ProposeError> {
+        self.now = self.now.max(now);
+        match self.role {
+            Role::Leader if self.recovery.is_none() => {}
+            Role::Leader | Role::Candidate => return Err(ProposeError::NoLeader),
+            Role::Follower => {
+                return Err(match &self.leader {
+                    Some(l) => ProposeError::NotLeader(Some(l.clone())),
+                    None => ProposeError::NoLeader,
+                });
+            }
+        }
+        if let Some(seq) = self.log.find(&p.client_id, &p.message_id) {
+            return Ok(ProposeOutcome::Duplicate(seq));
+        }
+        let seq = self.log.last_seq() + 1;
+        self.log.append(ChatEntry {
+            message_id: p.message_id,
+            sequence_number: seq,
+            client_id: p.client_id,
+            username: p.username,
+            content: p.content,
+            timestamp: p.timestamp,
+            delivered: true,
+            epoch: self.epoch,
+        });
+        self.advance_commit();
+        Ok(ProposeOutcome::Appended(seq))
+    }
+
+    /// The actions produced since the last call. Replication batches are cut here, so that
+    /// proposals fed in one go travel in one frame per follower.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        if self.role == Role::Leader && self.recovery.is_none() {
+            self.pump_replication();
+        }
+        std::mem::take(&mut self.actions)
+    }
+
+    /// This server.
+    pub fn me(&self) -> &NodeInfo {
+        &self.me
+    }
+
+    /// The current epoch (the highest seen).
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The leader this server follows (itself when leading).
+    pub fn leader(&self) -> Option<&NodeInfo> {
+        self.leader.as_ref()
+    }
+
+    /// Whether this server leads and has finished recovery, i.e. takes client messages.
+    pub fn is_serving_leader(&self) -> bool {
+        self.role == Role::Leader && self.recovery.is_none()
+    }
+
+    /// The ring as this server sees it.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The history.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Highest sequence number stored on every live follower (meaningful on the leader).
+    pub fn commit_seq(&self) -> Seq {
+        self.commit_seq
+    }
+
+    /// The leader's per-follower replication state.
+    pub fn followers(&self) -> &BTreeMap<NodeId, FollowerProgress> {
+        &self.followers
+    }
+
+    /// Milliseconds since a peer was last heard from.
+    pub fn silence(&self, id: NodeId) -> Option<Millis> {
+        self.last_heard
+            .get(&id)
+            .map(|t| self.now.saturating_sub(*t))
+    }
+
+    fn on_tick(&mut self) {
+        self.tick_membership();
+        self.tick_election();
+        self.tick_heartbeats();
+        if self.role == Role::Leader {
+            self.tick_leader();
+        }
+    }
+
+    fn on_peer(&mut self, from: NodeId, body: PeerBody) {
+        match body {
+            PeerBody::Heartbeat {
+                nonce,
+                epoch,
+                leader,
+            } => self.on_heartbeat(from, nonce, epoch, leader),
+            PeerBody::HeartbeatAck { nonce, epoch } => self.on_heartbeat_ack(from, nonce, epoch),
+            PeerBody::RingJoinRequest {
+                node,
+                epoch,
+                last_seq,
+                last_epoch,
+            } => self.on_join_request(node, epoch, last_seq, last_epoch),
+            PeerBody::RingJoinAccept {
+                node,
+                leader,
+                epoch,
+                accepted,
+            } => self.on_join_accept(from, node, leader, epoch, accepted),
+            PeerBody::RingUpdate {
+                epoch,
+                members,
+                version,
+            } => self.on_ring_update(from, epoch, members, version),
+            PeerBody::RingLeave { epoch, node, .. } => self.on_ring_leave(from, epoch, node),
+            PeerBody::ElectionStart { epoch } => self.on_election_start(epoch),
+            PeerBody::ElectionVote { epoch, candidate } => self.on_vote(epoch, candidate),
+            PeerBody::ElectionLeader { epoch, leader } => self.on_elected(epoch, leader),
+            PeerBody::ReplicationSync {
+                epoch,
+                prev_seq,
+                prev_epoch,
+                entries,
+                reset,
+            } => self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset),
+            PeerBody::ReplicationAck {
+                epoch,
+                last_seq,
+                last_epoch,
+                ok,
+            } => self.on_replication_ack(from, epoch, last_seq, last_epoch, ok),
+            PeerBody::SyncRequest {
+                epoch,
+                from_seq,
+                limit,
+            } => self.on_sync_request(from, epoch, from_seq, limit),
+            PeerBody::SyncResponse {
+                epoch,
+                entries,
+                last_seq,
+            } => self.on_sync_response(from, epoch, entries, last_seq),
+        }
+    }
+
+    // ---- helpers shared by the handlers ----
+
+    fn notice(&mut self, n: Notice) {
+        self.actions.push(Action::Notice(n));
+    }
+
+    fn stale(&mut self, kind: &'static str) {
+        self.notice(Notice::StaleMessage { kind });
+    }
+
+    /// Sends to a member, or to the leader even when it is not (yet) in our ring view.
+    fn send(&mut self, to: NodeId, body: PeerBody) {
+        if to == self.me.id {
+            return;
+        }
+        let info = self
+            .ring
+            .get(to)
+            .or(self.leader.as_ref().filter(|l| l.id == to))
+            .cloned();
+        if let Some(to) = info {
+            self.actions.push(Action::Send { to, body });
+        }
+    }
+
+    fn send_info(&mut self, to: &NodeInfo, body: PeerBody) {
+        if to.id != self.me.id {
+            self.actions.push(Action::Send {
+                to: to.clone(),
+                body,
+            });
+        }
+    }
+
+    fn successor_id(&self) -> NodeId {
+        self.ring.successor(self.me.id).map_or(self.me.id, |n| n.id)
+    }
+
+    fn join_request(&self) -> PeerBody {
+        PeerBody::RingJoinRequest {
+            node: self.me.clone(),
+            epoch: self.epoch,
+            last_seq: self.log.last_seq(),
+            last_epoch: self.log.last_epoch(),
+        }
+    }
+
+    fn heard(&mut self, from: NodeId) {
+        self.last_heard.insert(from, self.now);
+        self.missed.remove(&from);
+    }
+
+    /// Follows `leader` in `epoch`: the one place where a server stops leading or
+    /// campaigning. A new leader is told our history at once, so that it can adopt what it
+    /// lacks before it serves.
+    fn adopt_leader(&mut self, epoch: Epoch, leader: NodeInfo) {
+        let changed = self.role != Role::Follower
+            || self.leader.as_ref().map(|l| l.id) != Some(leader.id)
+            || self.epoch != epoch;
+        self.epoch = epoch;
+        self.role = Role::Follower;
+        self.participant = false;
+        self.followers.clear();
+        self.recovery = None;
+        self.leaderless_since = None;
+        self.ring.insert(leader.clone());
+        self.leader = Some(leader);
+        if changed {
+            self.ring_version = 0;
+            self.notice(Notice::RoleChanged);
+            self.report_to_leader();
+        }
+    }
+
+    /// Sends the leader our newest entry (a `replication_ack` outside any batch).
+    fn report_to_leader(&mut self) {
+        if let Some(leader) = self.leader.clone() {
+            let report = PeerBody::ReplicationAck {
+                epoch: self.epoch,
+                last_seq: self.log.last_seq(),
+                last_epoch: self.log.last_epoch(),
+                ok: true,
+            };
+            self.send_info(&leader, report);
+        }
+    }
+
+    /// Forgets the leader (it failed, or a newer epoch showed up) without starting a round.
+    fn become_leaderless(&mut self) {
+        let changed = self.role != Role::Follower || self.leader.is_some();
+        self.role = Role::Follower;
+        self.leader = None;
+        self.participant = false;
+        self.followers.clear();
+        self.recovery = None;
+        self.leaderless_since = Some(self.now);
+        if changed {
+            self.notice(Notice::RoleChanged);
+        }
+    }
+
+    fn is_follower_of(&self, id: NodeId) -> bool {
+        self.role == Role::Follower && self.leader.as_ref().is_some_and(|l| l.id == id)
+    }
+
+    fn replicating_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.followers
+            .iter()
+            .filter(|(_, p)| p.state == FollowerState::Replicating)
+            .map(|(id, _)| *id)
+    }
+}

@@ -1,0 +1,163 @@
+//! Chang-Roberts: votes travel to the successor; a higher candidate is forwarded, a lower
+//! one is replaced (once) by our own id, and the id that comes back to its owner has
+//! beaten every server on the way round. The winner announces itself the same way.
+
+use ringchat_proto::peer::{NodeInfo, PeerBody};
+use ringchat_proto::{Epoch, NodeId};
+
+use super::{Node, Recovery, Role};
+use crate::action::{ElectionTrigger, Notice};
+use crate::election::next_epoch;
+use crate::replication::FollowerProgress;
+
+impl Node {
+    /// Starts a new round with an epoch above every epoch seen.
+    pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
+        let epoch = next_epoch(self.epoch, self.me.id);
+        let was = (self.role, self.leader.as_ref().map(|l| l.id));
+        self.epoch = epoch;
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.followers.clear();
+        self.recovery = None;
+        self.participant = true;
+        self.leaderless_since = None;
+        self.election_deadline = self.now + self.cfg.election_timeout;
+        self.notice(Notice::ElectionStarted { trigger, epoch });
+        if was != (Role::Candidate, None) {
+            self.notice(Notice::RoleChanged);
+        }
+        if self.ring.len() == 1 {
+            self.win(epoch);
+        } else {
+            let succ = self.successor_id();
+            self.send(
+                succ,
+                PeerBody::ElectionVote {
+                    epoch,
+                    candidate: self.me.id,
+                },
+            );
+        }
+    }
+
+    pub(super) fn tick_election(&mut self) {
+        match self.role {
+            Role::Candidate if self.now >= self.election_deadline => {
+                self.start_election(ElectionTrigger::Timeout);
+            }
+            Role::Follower if self.leader.is_none() => {
+                let since = *self.leaderless_since.get_or_insert(self.now);
+                if self.now.saturating_sub(since) >= self.cfg.startup_grace {
+                    self.start_election(ElectionTrigger::Startup);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_election_start(&mut self, epoch: Epoch) {
+        if epoch < self.epoch {
+            return self.stale("election_start");
+        }
+        if self.role != Role::Leader {
+            self.start_election(ElectionTrigger::Requested);
+        }
+    }
+
+    pub(super) fn on_vote(&mut self, epoch: Epoch, candidate: NodeId) {
+        if epoch < self.epoch {
+            return self.stale("election_vote");
+        }
+        if epoch > self.epoch {
+            let was = (self.role, self.leader.as_ref().map(|l| l.id));
+            self.epoch = epoch;
+            self.role = Role::Candidate;
+            self.leader = None;
+            self.followers.clear();
+            self.recovery = None;
+            self.participant = false;
+            self.leaderless_since = None;
+            self.election_deadline = self.now + self.cfg.election_timeout;
+            if was != (Role::Candidate, None) {
+                self.notice(Notice::RoleChanged);
+            }
+        } else if self.role != Role::Candidate {
+            // The round of this epoch is decided already: a late vote.
+            return;
+        }
+        let succ = self.successor_id();
+        if candidate > self.me.id {
+            self.participant = true;
+            self.send(succ, PeerBody::ElectionVote { epoch, candidate });
+        } else if candidate < self.me.id {
+            if !self.participant {
+                self.participant = true;
+                self.send(
+                    succ,
+                    PeerBody::ElectionVote {
+                        epoch,
+                        candidate: self.me.id,
+                    },
+                );
+            }
+        } else {
+            self.win(epoch);
+        }
+    }
+
+    fn win(&mut self, epoch: Epoch) {
+        self.role = Role::Leader;
+        self.leader = Some(self.me.clone());
+        self.participant = false;
+        self.leaderless_since = None;
+        let now = self.now;
+        self.followers = self
+            .ring
+            .ids()
+            .into_iter()
+            .filter(|id| *id != self.me.id)
+            .map(|id| (id, FollowerProgress::probing(now)))
+            .collect();
+        self.recovery = Some(Recovery {
+            started: now,
+            nudged: false,
+            deadline: now + self.cfg.replication_timeout,
+            pulling_from: None,
+            recovered: 0,
+        });
+        self.notice(Notice::RoleChanged);
+        let succ = self.successor_id();
+        self.send(
+            succ,
+            PeerBody::ElectionLeader {
+                epoch,
+                leader: self.me.clone(),
+            },
+        );
+        self.check_recovery();
+    }
+
+    pub(super) fn on_elected(&mut self, epoch: Epoch, leader: NodeInfo) {
+        if epoch < self.epoch {
+            return self.stale("election_leader");
+        }
+        if leader.id == self.me.id {
+            // Our announcement came back round: everyone on the way knows.
+            return;
+        }
+        if epoch == self.epoch && self.role == Role::Leader {
+            // Two leaders in one epoch cannot arise: epochs carry their initiator.
+            return;
+        }
+        if self.epoch == epoch && self.is_follower_of(leader.id) {
+            // Heard before (or a leader's nudge): report again, do not forward again.
+            return self.report_to_leader();
+        }
+        self.adopt_leader(epoch, leader.clone());
+        let succ = self.successor_id();
+        if succ != leader.id {
+            self.send(succ, PeerBody::ElectionLeader { epoch, leader });
+        }
+    }
+}

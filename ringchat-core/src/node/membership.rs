@@ -1,0 +1,239 @@
+//! Who is in the ring. The leader owns the membership and sends every change to every
+//! member (`ring_update`), so a failure is known to all servers, not only its neighbours.
+
+use ringchat_proto::peer::{NodeInfo, PeerBody};
+use ringchat_proto::{Epoch, NodeId, Seq};
+
+use super::{Node, Role};
+use crate::action::{ElectionTrigger, Notice};
+use crate::replication::{FollowerProgress, FollowerState};
+
+impl Node {
+    /// A server without a leader keeps asking its static peers to let it in.
+    pub(super) fn tick_membership(&mut self) {
+        if self.leader.is_some() || self.cfg.seeds.is_empty() {
+            return;
+        }
+        let due = self
+            .last_join_probe
+            .is_none_or(|t| self.now.saturating_sub(t) >= self.cfg.startup_grace / 2);
+        if !due {
+            return;
+        }
+        self.last_join_probe = Some(self.now);
+        let body = self.join_request();
+        for (address, port) in self.cfg.seeds.clone() {
+            if address == self.me.address && port == self.me.port {
+                continue;
+            }
+            self.actions.push(crate::Action::SendToAddress {
+                address,
+                port,
+                body: body.clone(),
+            });
+        }
+    }
+
+    pub(super) fn on_join_request(
+        &mut self,
+        node: NodeInfo,
+        epoch: Epoch,
+        last_seq: Seq,
+        last_epoch: Epoch,
+    ) {
+        if node.id == self.me.id {
+            return;
+        }
+        match self.role {
+            Role::Leader => {
+                let fresh = self.ring.insert(node.clone());
+                if fresh {
+                    self.notice(Notice::RingChanged);
+                }
+                if epoch > self.epoch {
+                    // It has seen a newer round (it led elsewhere): hold one above both.
+                    self.epoch = epoch;
+                    return self.start_election(ElectionTrigger::HigherId);
+                }
+                self.send_info(
+                    &node,
+                    PeerBody::RingJoinAccept {
+                        node: self.me.clone(),
+                        leader: Some(self.me.clone()),
+                        epoch: self.epoch,
+                        accepted: true,
+                    },
+                );
+                let mut progress = FollowerProgress::probing(self.now);
+                progress.reported_last = last_seq;
+                progress.reported_epoch = last_epoch;
+                // The join request is its report; a recovering leader aligns it later.
+                progress.state = FollowerState::Reported;
+                self.followers.insert(node.id, progress);
+                if self.recovery.is_none() {
+                    self.align(node.id, FollowerState::Syncing);
+                }
+                self.broadcast_ring();
+                self.check_recovery();
+                self.maybe_hand_off();
+            }
+            _ => {
+                if self.is_follower_of(node.id) && epoch < self.epoch {
+                    // Our leader asks to join: it restarted and lost everything.
+                    self.peer_failed(node.id, "restarted");
+                }
+                let leader = self.leader.clone();
+                if leader.is_none() && self.ring.insert(node.clone()) {
+                    self.notice(Notice::RingChanged);
+                }
+                self.send_info(
+                    &node,
+                    PeerBody::RingJoinAccept {
+                        node: self.me.clone(),
+                        leader,
+                        epoch: self.epoch,
+                        accepted: false,
+                    },
+                );
+            }
+        }
+    }
+
+    pub(super) fn on_join_accept(
+        &mut self,
+        from: NodeId,
+        node: NodeInfo,
+        leader: Option<NodeInfo>,
+        epoch: Epoch,
+        accepted: bool,
+    ) {
+        if accepted {
+            if epoch >= self.epoch && self.role != Role::Leader {
+                self.adopt_leader(epoch, node);
+            }
+            return;
+        }
+        match leader {
+            Some(l) if l.id != self.me.id => {
+                // Either we look for a leader, or our own leader tells us to move to another.
+                if self.leader.is_none() || self.is_follower_of(from) {
+                    self.send_info(&l, self.join_request());
+                }
+            }
+            Some(_) => {}
+            None => {
+                if self.leader.is_none() && self.ring.insert(node) {
+                    self.notice(Notice::RingChanged);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_ring_update(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        members: Vec<NodeInfo>,
+        version: u64,
+    ) {
+        if epoch < self.epoch {
+            return self.stale("ring_update");
+        }
+        if epoch == self.epoch && self.role == Role::Leader {
+            return;
+        }
+        let Some(leader) = members.iter().find(|m| m.id == from).cloned() else {
+            return;
+        };
+        if epoch > self.epoch || !self.is_follower_of(from) {
+            self.adopt_leader(epoch, leader);
+        } else if version <= self.ring_version {
+            return;
+        }
+        self.ring_version = version;
+        let before = self.ring.ids();
+        self.ring.replace(members);
+        let removed = !self.ring.contains(self.me.id);
+        self.ring.insert(self.me.clone());
+        if before != self.ring.ids() {
+            self.notice(Notice::RingChanged);
+        }
+        if removed {
+            // We were taken for dead; we are not, so ask to be let back in.
+            self.send(from, self.join_request());
+        }
+    }
+
+    pub(super) fn on_discovered(&mut self, node: NodeInfo, leader: Option<NodeInfo>) {
+        if node.id == self.me.id {
+            return;
+        }
+        if self.is_follower_of(node.id) && leader.as_ref().is_none_or(|l| l.id != node.id) {
+            // Our leader announces that it does not lead: it restarted or stepped down.
+            return self.peer_failed(node.id, "restarted");
+        }
+        let leader = leader.filter(|l| l.id != self.me.id);
+        match (self.role, &self.leader) {
+            (Role::Leader, _) => {
+                // Another ring whose leader outranks us: take our ring over to it.
+                if let Some(other) =
+                    leader.filter(|l| l.id > self.me.id && !self.ring.contains(l.id))
+                {
+                    self.yield_to(other);
+                }
+            }
+            (_, None) => match leader {
+                Some(l) => self.send_info(&l, self.join_request()),
+                None => {
+                    if self.ring.insert(node) {
+                        self.notice(Notice::RingChanged);
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+
+    /// Hands our whole ring to a higher leader found after a partition healed.
+    fn yield_to(&mut self, other: NodeInfo) {
+        let redirect = PeerBody::RingJoinAccept {
+            node: self.me.clone(),
+            leader: Some(other.clone()),
+            epoch: self.epoch,
+            accepted: false,
+        };
+        for id in self.followers.keys().copied().collect::<Vec<_>>() {
+            self.send(id, redirect.clone());
+        }
+        self.become_leaderless();
+        self.send_info(&other, self.join_request());
+    }
+
+    /// The leader's membership changed: tell everyone and re-check commits.
+    pub(super) fn after_leader_removed_member(&mut self) {
+        self.broadcast_ring();
+        self.advance_commit();
+        self.check_recovery();
+    }
+
+    pub(super) fn ring_update_body(&self) -> PeerBody {
+        PeerBody::RingUpdate {
+            epoch: self.epoch,
+            members: self.ring.members().cloned().collect(),
+            version: self.ring_version,
+        }
+    }
+
+    pub(super) fn broadcast_ring(&mut self) {
+        self.ring_version += 1;
+        let body = self.ring_update_body();
+        for id in self.ring.ids() {
+            self.send(id, body.clone());
+        }
+    }
+
+    /// Whether a member is higher than us and so should lead instead.
+    pub(super) fn outranked_by(&self) -> Option<NodeId> {
+        self.ring.max_id().filter(|max| *max > self.me.id)
+    }
+}

@@ -1,0 +1,234 @@
+//! A new leader's first job: learn what its followers hold, adopt entries that some of
+//! them have and it lacks (they may have been acknowledged to clients by the old leader),
+//! and only then take writes. This is what keeps a failover from losing messages or
+//! reusing sequence numbers.
+
+use ringchat_proto::peer::PeerBody;
+use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
+
+use super::{Node, Role};
+use crate::action::Notice;
+use crate::replication::{FollowerProgress, FollowerState};
+
+impl Node {
+    /// Moves recovery on: pull from the most advanced follower, or finish.
+    pub(super) fn check_recovery(&mut self) {
+        let Some(rec) = &self.recovery else { return };
+        if rec.pulling_from.is_some()
+            || self
+                .followers
+                .values()
+                .any(|p| p.state == FollowerState::Probing)
+        {
+            return;
+        }
+        let my_last = self.log.last_seq();
+        let ahead = self
+            .followers
+            .iter()
+            .filter(|(_, p)| p.reported_last > my_last)
+            .max_by_key(|(id, p)| (p.reported_last, **id))
+            .map(|(id, _)| *id);
+        match ahead {
+            Some(id) => self.request_entries(id),
+            None => self.finish_recovery(),
+        }
+    }
+
+    fn request_entries(&mut self, from: NodeId) {
+        let deadline = self.now + self.cfg.replication_timeout;
+        if let Some(rec) = &mut self.recovery {
+            rec.pulling_from = Some(from);
+            rec.deadline = deadline;
+        }
+        self.send(
+            from,
+            PeerBody::SyncRequest {
+                epoch: self.epoch,
+                from_seq: self.log.last_seq().max(1),
+                limit: self.cfg.sync_chunk_size as u64,
+            },
+        );
+    }
+
+    pub(super) fn on_sync_request(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        from_seq: Seq,
+        limit: u64,
+    ) {
+        if epoch < self.epoch {
+            return self.stale("sync_request");
+        }
+        let limit = (limit as usize).min(self.cfg.sync_chunk_size.max(1));
+        let entries = self.log.range(from_seq.saturating_sub(1), limit).to_vec();
+        self.send(
+            from,
+            PeerBody::SyncResponse {
+                epoch: self.epoch,
+                entries,
+                last_seq: self.log.last_seq(),
+            },
+        );
+    }
+
+    pub(super) fn on_sync_response(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        entries: Vec<ChatEntry>,
+        last_seq: Seq,
+    ) {
+        if self.role != Role::Leader || epoch > self.epoch {
+            return;
+        }
+        let pulling = self.recovery.as_ref().and_then(|r| r.pulling_from);
+        if pulling != Some(from) {
+            return self.on_merge_entries(from, entries, last_seq);
+        }
+        let my_last = self.log.last_seq();
+        let continues = match entries.first() {
+            None => false,
+            Some(first) if my_last == 0 => first.sequence_number == 1,
+            Some(first) => {
+                first.sequence_number == my_last && Some(first.epoch) == self.log.epoch_at(my_last)
+            }
+        };
+        let mut added = 0;
+        if continues {
+            for e in entries.into_iter().filter(|e| e.sequence_number > my_last) {
+                if e.sequence_number != self.log.last_seq() + 1 {
+                    break;
+                }
+                self.log.append(e);
+                added += 1;
+            }
+        }
+        if let Some(rec) = &mut self.recovery {
+            rec.recovered += added;
+            rec.pulling_from = None;
+        }
+        if !continues || added == 0 {
+            // Its history diverges from ours: it is merged once we serve, not pulled from.
+            if let Some(p) = self.followers.get_mut(&from) {
+                p.reported_last = p.reported_last.min(self.log.last_seq() + 1);
+                p.reported_epoch = u64::MAX;
+            }
+        } else if self.log.last_seq() < last_seq {
+            return self.request_entries(from);
+        }
+        self.check_recovery();
+    }
+
+    fn finish_recovery(&mut self) {
+        let Some(rec) = self.recovery.take() else {
+            return;
+        };
+        let ids: Vec<NodeId> = self.followers.keys().copied().collect();
+        for id in ids {
+            self.align(id, FollowerState::Replicating);
+        }
+        self.notice(Notice::LeaderReady {
+            recovered: rec.recovered,
+        });
+        self.broadcast_ring();
+        self.advance_commit();
+        self.maybe_hand_off();
+    }
+
+    /// Sets where replication to a follower resumes, from what it reported: right after
+    /// its newest entry when that entry is ours too; else its history is merged into ours.
+    pub(super) fn align(&mut self, id: NodeId, consistent_state: FollowerState) {
+        if let Some(mut p) = self.followers.remove(&id) {
+            self.align_follower(id, &mut p, consistent_state);
+            self.followers.insert(id, p);
+        }
+    }
+
+    fn align_follower(
+        &mut self,
+        id: NodeId,
+        p: &mut FollowerProgress,
+        consistent_state: FollowerState,
+    ) {
+        if p.reported_last > self.log.last_seq()
+            || !self.log.matches(p.reported_last, p.reported_epoch)
+        {
+            p.state = FollowerState::Merging;
+            p.pull_seq = 1;
+            p.waiting_since = Some(self.now);
+            self.notice(Notice::FollowerReset { id });
+            self.request_merge_chunk(id, 1);
+            return;
+        }
+        p.match_seq = p.reported_last;
+        p.reset = false;
+        p.state = consistent_state;
+        p.next_seq = p.match_seq + 1;
+        if p.state == FollowerState::Syncing && p.next_seq > self.log.last_seq() && !p.reset {
+            p.state = FollowerState::Replicating;
+        }
+        p.waiting_since = (p.match_seq < self.log.last_seq() || p.reset).then_some(self.now);
+    }
+
+    pub(super) fn tick_leader(&mut self) {
+        if let Some(rec) = &mut self.recovery
+            && !rec.nudged
+            && self.now.saturating_sub(rec.started) >= 3 * self.cfg.heartbeat_interval
+        {
+            // Members the announcement did not reach (their ring view differed) hear it
+            // directly; normally everyone has reported long before.
+            rec.nudged = true;
+            let silent: Vec<NodeId> = self
+                .followers
+                .iter()
+                .filter(|(_, p)| p.state == FollowerState::Probing)
+                .map(|(id, _)| *id)
+                .collect();
+            let body = PeerBody::ElectionLeader {
+                epoch: self.epoch,
+                leader: self.me.clone(),
+            };
+            for id in silent {
+                self.send(id, body.clone());
+            }
+        }
+        if let Some(rec) = &self.recovery
+            && self.now >= rec.deadline
+        {
+            // Followers that did not report (or answer a pull) in time are taken for dead.
+            let silent: Vec<NodeId> = self
+                .followers
+                .iter()
+                .filter(|(id, p)| {
+                    p.state == FollowerState::Probing || rec.pulling_from == Some(**id)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let deadline = self.now + self.cfg.replication_timeout;
+            if let Some(rec) = &mut self.recovery {
+                rec.pulling_from = None;
+                rec.deadline = deadline;
+            }
+            for id in silent {
+                self.peer_failed(id, "no_report");
+            }
+            self.check_recovery();
+            return;
+        }
+        let timeout = self.cfg.replication_timeout;
+        let late: Vec<NodeId> = self
+            .followers
+            .iter()
+            .filter(|(_, p)| {
+                p.waiting_since
+                    .is_some_and(|t| self.now.saturating_sub(t) > timeout)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.peer_failed(id, "replication_timeout");
+        }
+    }
+}

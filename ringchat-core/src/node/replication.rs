@@ -1,0 +1,185 @@
+//! Synchronous replication: the leader sends every entry to every follower and counts an
+//! entry committed (broadcast and acknowledged to its client) only once every caught-up
+//! follower holds it.
+
+use ringchat_proto::peer::PeerBody;
+use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
+
+use super::{Node, Role};
+use crate::action::{ElectionTrigger, Notice};
+
+use crate::replication::FollowerState;
+
+impl Node {
+    pub(super) fn on_replication_sync(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        prev_seq: Seq,
+        prev_epoch: Epoch,
+        entries: &[ChatEntry],
+        reset: bool,
+    ) {
+        if epoch < self.epoch {
+            self.stale("replication_sync");
+            // Tell the old leader there is a newer epoch, so that it steps down.
+            return self.send(from, self.state_report(false));
+        }
+        if epoch == self.epoch && self.role == Role::Leader {
+            return;
+        }
+        if epoch > self.epoch || !self.is_follower_of(from) {
+            let Some(leader) = self.ring.get(from).cloned() else {
+                return;
+            };
+            self.adopt_leader(epoch, leader);
+        }
+        if reset && prev_seq == 0 {
+            if !self.log.is_empty() {
+                self.notice(Notice::HistoryReset);
+            }
+            self.log.truncate(0);
+        }
+        let ok = self.log.accept_batch(prev_seq, prev_epoch, entries);
+        self.send(from, self.state_report(ok));
+    }
+
+    fn state_report(&self, ok: bool) -> PeerBody {
+        PeerBody::ReplicationAck {
+            epoch: self.epoch,
+            last_seq: self.log.last_seq(),
+            last_epoch: self.log.last_epoch(),
+            ok,
+        }
+    }
+
+    pub(super) fn on_replication_ack(
+        &mut self,
+        from: NodeId,
+        epoch: Epoch,
+        last_seq: Seq,
+        last_epoch: Epoch,
+        ok: bool,
+    ) {
+        if epoch > self.epoch {
+            // A newer round exists somewhere: stop leading and find it.
+            if self.role != Role::Follower || self.leader.is_some() {
+                self.epoch = epoch;
+                self.become_leaderless();
+            }
+            return;
+        }
+        if self.role != Role::Leader || epoch < self.epoch {
+            return;
+        }
+        let now = self.now;
+        let my_last = self.log.last_seq();
+        let Some(p) = self.followers.get_mut(&from) else {
+            return;
+        };
+        p.last_ack = now;
+        if p.state == FollowerState::Probing {
+            p.reported_last = last_seq;
+            p.reported_epoch = last_epoch;
+            p.state = FollowerState::Reported;
+            return self.check_recovery();
+        }
+        if !p.receives_entries() {
+            return;
+        }
+        if ok {
+            p.match_seq = p.match_seq.max(last_seq.min(my_last));
+        } else if last_seq <= my_last && self.log.matches(last_seq, last_epoch) {
+            p.match_seq = last_seq;
+            p.next_seq = last_seq + 1;
+        } else {
+            // It diverged under us (cannot happen within one epoch, but be safe): merge.
+            p.reported_last = last_seq;
+            p.reported_epoch = last_epoch;
+            return self.start_merge(from);
+        }
+        p.waiting_since = (p.match_seq < p.next_seq.saturating_sub(1) || p.reset).then_some(now);
+        if p.state == FollowerState::Syncing && !p.reset && p.next_seq > my_last {
+            p.state = FollowerState::Replicating;
+        }
+        self.advance_commit();
+        if from > self.me.id {
+            self.maybe_hand_off();
+        }
+    }
+
+    /// Sends each follower what it lacks, within its in-flight window.
+    pub(super) fn pump_replication(&mut self) {
+        let last = self.log.last_seq();
+        let chunk = self.cfg.sync_chunk_size.max(1) as u64;
+        let window = self.cfg.max_inflight_entries.max(chunk);
+        let ids: Vec<NodeId> = self.followers.keys().copied().collect();
+        for id in ids {
+            loop {
+                let Some(p) = self.followers.get_mut(&id) else {
+                    break;
+                };
+                if !p.receives_entries() {
+                    break;
+                }
+                let inflight = p.next_seq.saturating_sub(1).saturating_sub(p.match_seq);
+                let reset = p.reset && p.next_seq == 1;
+                if !(reset || (p.next_seq <= last && inflight < window)) {
+                    break;
+                }
+                let prev_seq = p.next_seq - 1;
+                let n = chunk
+                    .min(last + 1 - p.next_seq)
+                    .min(window - inflight.min(window));
+                p.next_seq += n;
+                p.reset = false;
+                if p.waiting_since.is_none() {
+                    p.waiting_since = Some(self.now);
+                }
+                let body = PeerBody::ReplicationSync {
+                    epoch: self.epoch,
+                    prev_seq,
+                    prev_epoch: self.log.epoch_at(prev_seq).unwrap_or(0),
+                    entries: self.log.range(prev_seq, n as usize).to_vec(),
+                    reset,
+                };
+                self.send(id, body);
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Moves the commit point to the highest entry every caught-up follower holds.
+    pub(super) fn advance_commit(&mut self) {
+        if self.role != Role::Leader || self.recovery.is_some() {
+            return;
+        }
+        let mut commit = self.log.last_seq();
+        for id in self.replicating_ids().collect::<Vec<_>>() {
+            if let Some(p) = self.followers.get(&id) {
+                commit = commit.min(p.match_seq);
+            }
+        }
+        self.commit_seq = self.commit_seq.max(commit);
+    }
+
+    /// A caught-up member outranks us: let the ring elect it (the seed's rule that the
+    /// highest id leads), now that it holds the whole history.
+    pub(super) fn maybe_hand_off(&mut self) {
+        if self.role != Role::Leader || self.recovery.is_some() {
+            return;
+        }
+        // Only to a server (nearly) caught up, so that its recovery pulls little.
+        let last = self.log.last_seq();
+        let slack = self.cfg.sync_chunk_size as Seq;
+        if let Some(higher) = self.outranked_by()
+            && self.followers.get(&higher).is_some_and(|p| {
+                p.state == FollowerState::Replicating && p.match_seq + slack >= last
+            })
+        {
+            self.start_election(ElectionTrigger::HigherId);
+        }
+    }
+}
