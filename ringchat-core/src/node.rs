@@ -158,6 +158,29 @@ impl Node {
         Ok(ProposeOutcome::Appended(seq))
     }
 
+    /// Says goodbye: every member is told at once, so that the ring is spliced (and a new
+    /// leader elected, if we led) without waiting for a heartbeat timeout.
+    pub fn leave(&mut self) {
+        let others: Vec<NodeInfo> = self
+            .ring
+            .members()
+            .filter(|n| n.id != self.me.id)
+            .cloned()
+            .collect();
+        for n in others {
+            self.send_info(
+                &n,
+                PeerBody::RingLeave {
+                    epoch: self.epoch,
+                    node: self.me.id,
+                    reason: ringchat_proto::peer::LeaveReason::Left,
+                },
+            );
+        }
+        self.become_leaderless();
+        self.ring = Ring::alone(self.me.clone());
+    }
+
     /// The actions produced since the last call. Replication batches are cut here, so that
     /// proposals fed in one go travel in one frame per follower.
     pub fn take_actions(&mut self) -> Vec<Action> {

@@ -275,7 +275,7 @@ impl Sim {
             }
             self.flush(id);
         }
-        if self.multicast && now % 500 == 0 {
+        if self.multicast && now.is_multiple_of(500) {
             for id in self.live() {
                 self.announce(id);
             }

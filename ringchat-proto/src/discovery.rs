@@ -48,6 +48,9 @@ pub struct DiscoveryMessage {
     /// Our extension: the sender's client port (servers only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_port: Option<u16>,
+    /// Our extension: the leader's ring port, so that a joining server can reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_ring_port: Option<u16>,
 }
 
 /// `msg_type` of a periodic announcement or a question.
@@ -77,7 +80,7 @@ impl DiscoveryMessage {
         }
         let msg: Self = serde_json::from_slice(bytes).ok()?;
         let kind = msg.msg_type.to_ascii_lowercase();
-        (kind == ANNOUNCE || kind == RESPONSE).then(|| Self {
+        (kind == ANNOUNCE || kind == RESPONSE).then_some(Self {
             msg_type: kind,
             ..msg
         })

@@ -115,10 +115,7 @@ impl Node {
         let window = self.cfg.max_inflight_entries.max(chunk);
         let ids: Vec<NodeId> = self.followers.keys().copied().collect();
         for id in ids {
-            loop {
-                let Some(p) = self.followers.get_mut(&id) else {
-                    break;
-                };
+            while let Some(p) = self.followers.get_mut(&id) {
                 if !p.receives_entries() {
                     break;
                 }

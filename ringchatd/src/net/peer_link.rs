@@ -1,0 +1,115 @@
+//! One outbound ring link: connects, writes queued frames, reconnects once when the
+//! connection breaks, and reports the peer unreachable when it cannot.
+//!
+//! Nothing is ever read from this connection except its end: the peer answers on its own
+//! link to us. A kill -9 of the peer closes the socket, the immediate reconnect is refused,
+//! and the node hears of it within a round trip instead of a heartbeat timeout.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringchat_proto::NodeId;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use crate::node::Event;
+
+/// Timing of a link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// A write that blocks this long means the peer is stuck.
+    pub write_timeout: Duration,
+}
+
+/// Frames written in one go before a flush.
+const WRITE_BATCH: usize = 256;
+
+/// Runs the link until its queue is dropped or the peer is unreachable.
+pub async fn run(
+    address: String,
+    port: u16,
+    id: Option<NodeId>,
+    mut rx: mpsc::Receiver<Bytes>,
+    cfg: LinkConfig,
+    events: mpsc::Sender<Event>,
+) {
+    let mut breaks = 0;
+    loop {
+        let stream = match timeout(
+            cfg.connect_timeout,
+            TcpStream::connect((address.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(peer = ?id, %address, port, error = %e, "Ring link cannot connect.");
+                break;
+            }
+            Err(_) => {
+                tracing::debug!(peer = ?id, %address, port, "Ring link connect timed out.");
+                break;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut rd, wr) = stream.into_split();
+        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        let mut probe = [0u8; 64];
+        let broke = loop {
+            tokio::select! {
+                biased;
+                frame = rx.recv() => {
+                    let Some(frame) = frame else {
+                        let _ = timeout(cfg.write_timeout, wr.flush()).await;
+                        return;
+                    };
+                    if write_batch(&mut wr, frame, &mut rx, cfg.write_timeout).await.is_err() {
+                        break true;
+                    }
+                    breaks = 0;
+                }
+                // The peer never writes here: a readable socket means it closed.
+                _ = rd.read(&mut probe) => break true,
+            }
+        };
+        if broke {
+            breaks += 1;
+            if breaks > 3 {
+                tracing::debug!(peer = ?id, %address, port, "Ring link keeps breaking.");
+                break;
+            }
+            tracing::debug!(peer = ?id, %address, port, "Ring link broke; reconnecting.");
+        }
+    }
+    if let Some(id) = id {
+        let _ = events.send(Event::PeerUnreachable(id)).await;
+    }
+}
+
+async fn write_batch(
+    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    first: Bytes,
+    rx: &mut mpsc::Receiver<Bytes>,
+    limit: Duration,
+) -> std::io::Result<()> {
+    let work = async {
+        wr.write_all(&first).await?;
+        for _ in 0..WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(frame) => wr.write_all(&frame).await?,
+                Err(_) => break,
+            }
+        }
+        wr.flush().await
+    };
+    timeout(limit, work).await.unwrap_or_else(|_| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "write timed out",
+        ))
+    })
+}

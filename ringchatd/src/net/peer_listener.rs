@@ -1,0 +1,147 @@
+//! The ring port: accepts other servers' links and hands their frames to the node task.
+//!
+//! Input here is untrusted like any other: frames are size-checked before allocation, a
+//! malformed frame gets an `error` frame and, where the framing is lost, a close; an idle
+//! or stalled connection is dropped after a while; connections are capped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::{SinkExt, StreamExt};
+use ringchat_proto::ErrorCode;
+use ringchat_proto::frame::{FrameCodec, FrameError};
+use ringchat_proto::ids::unix_timestamp;
+use ringchat_proto::limits::MAX_PEER_FRAME;
+use ringchat_proto::peer::PeerMessage;
+use ringchat_proto::server::{ErrorMessage, ServerMessage};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Event;
+
+/// Inbound ring connections at most (a ring is small; this bounds abuse).
+const MAX_PEER_CONNECTIONS: usize = 256;
+/// A ring connection silent this long is closed (links to non-neighbours are often idle,
+/// and the sender simply reconnects).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// Accepts ring connections until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    cluster: String,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "Ring accept failed.");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%addr, "Too many ring connections; refusing one.");
+            continue;
+        };
+        let events = events.clone();
+        let cluster = cluster.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve(stream, &cluster, events, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    cluster: &str,
+    events: mpsc::Sender<Event>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let mut framed = Framed::new(stream, FrameCodec::new(MAX_PEER_FRAME));
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = timeout(IDLE, framed.next()) => n,
+        };
+        let payload = match next {
+            Err(_) | Ok(None) => return,
+            Ok(Some(Ok(p))) => p,
+            Ok(Some(Err(e))) => {
+                let code = match e {
+                    FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                    FrameError::Empty => ErrorCode::BadFrame,
+                    FrameError::Io(_) => return,
+                };
+                tracing::warn!(?peer, error = %e, "Bad frame on the ring port; closing.");
+                reply_error(&mut framed, code, &e.to_string()).await;
+                return;
+            }
+        };
+        match parse(&payload) {
+            Ok(msg) if !msg.cluster.is_empty() && msg.cluster != cluster => {
+                tracing::debug!(?peer, cluster = %msg.cluster, "Ring frame of another cluster ignored.");
+            }
+            Ok(msg) => {
+                if events.send(Event::Peer(msg)).await.is_err() {
+                    return;
+                }
+            }
+            Err((code, why)) => {
+                tracing::warn!(?peer, code = code.as_str(), %why, "Bad ring message.");
+                reply_error(&mut framed, code, &why).await;
+                if code.closes_connection() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn parse(payload: &BytesMut) -> Result<PeerMessage, (ErrorCode, String)> {
+    let text = std::str::from_utf8(payload)
+        .map_err(|e| (ErrorCode::BadFrame, format!("frame is not UTF-8: {e}")))?;
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| (ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err((
+            ErrorCode::BadJson,
+            "a frame must hold one JSON object".into(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with("unknown variant") {
+            (ErrorCode::UnknownType, msg)
+        } else {
+            (ErrorCode::BadField, msg)
+        }
+    })
+}
+
+async fn reply_error(framed: &mut Framed<TcpStream, FrameCodec>, code: ErrorCode, message: &str) {
+    let msg = ServerMessage::Error(ErrorMessage {
+        sender_id: String::new(),
+        timestamp: unix_timestamp(),
+        code,
+        message: message.into(),
+        message_id: None,
+    });
+    if let Ok(bytes) = serde_json::to_vec(&msg) {
+        let _ = timeout(Duration::from_secs(1), framed.send(bytes.as_slice())).await;
+    }
+}

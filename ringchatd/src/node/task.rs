@@ -1,0 +1,411 @@
+//! The node task's loop: events in, state machine step, actions out, commits delivered.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringchat_core::{Action, Input, Node, Notice, Proposal, ProposeError, ProposeOutcome};
+use ringchat_proto::client::ClientRequest;
+use ringchat_proto::frame::frame_json;
+use ringchat_proto::ids::{server_sender_id, unix_timestamp};
+use ringchat_proto::server::{
+    ChatBroadcast, ErrorMessage, LeaderInfo, MessageDelivered, ServerMessage,
+};
+use ringchat_proto::{ErrorCode, Seq};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::clients::{Clients, ConnId};
+use super::history::history_frames;
+use super::links::Links;
+use super::{Event, NodeView, status};
+use crate::net::peer_link::LinkConfig;
+use crate::settings::Settings;
+
+/// How often timers are checked.
+const TICK: Duration = Duration::from_millis(10);
+/// Events handled before actions are carried out: proposals arriving together share one
+/// replication frame per follower.
+const BATCH: usize = 512;
+/// Most entries a reconnecting client is sent; a larger gap resets its view.
+const MAX_CATCH_UP: Seq = 10_000;
+
+/// Owns the state machine; see the module docs of [`crate::node`].
+pub struct NodeTask {
+    settings: Settings,
+    pub(super) node: Node,
+    events: mpsc::Receiver<Event>,
+    links: Links,
+    pub(super) clients: Clients,
+    view: watch::Sender<NodeView>,
+    pub(super) started: Instant,
+    broadcast_upto: Seq,
+    waiters: HashMap<(String, String), Vec<ConnId>>,
+}
+
+impl NodeTask {
+    /// A node task for `settings`; `events_tx` is the sender drivers use (links report on it).
+    pub fn new(
+        settings: Settings,
+        events: mpsc::Receiver<Event>,
+        events_tx: mpsc::Sender<Event>,
+    ) -> (Self, watch::Receiver<NodeView>) {
+        let node = Node::new(settings.core.clone(), settings.node_info(), 0);
+        let link_cfg = LinkConfig {
+            connect_timeout: Duration::from_millis(settings.core.heartbeat_timeout),
+            write_timeout: Duration::from_millis(settings.core.heartbeat_timeout.max(1000)),
+        };
+        let links = Links::new(settings.id, settings.cluster.clone(), link_cfg, events_tx);
+        let (view, view_rx) = watch::channel(view_of(&node));
+        (
+            Self {
+                settings,
+                node,
+                events,
+                links,
+                clients: Clients::default(),
+                view,
+                started: Instant::now(),
+                broadcast_upto: 0,
+                waiters: HashMap::new(),
+            },
+            view_rx,
+        )
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Runs until `shutdown`, then leaves the ring gracefully.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {
+                    let now = self.now();
+                    self.node.step(now, Input::Tick);
+                    self.after_step();
+                }
+                ev = self.events.recv() => {
+                    let Some(ev) = ev else { break };
+                    self.handle(ev);
+                    for _ in 0..BATCH {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.handle(ev),
+                            Err(_) => break,
+                        }
+                    }
+                    self.after_step();
+                }
+            }
+        }
+        self.leave().await;
+    }
+
+    async fn leave(&mut self) {
+        tracing::info!("Leaving the ring.");
+        let was_serving = self.node.is_serving_leader();
+        self.node.leave();
+        self.execute_actions();
+        if was_serving || !self.clients.all().is_empty() {
+            let frame = self.leader_info_frame(true);
+            for conn in self.clients.all() {
+                self.clients.send_and_close(conn, frame.clone());
+            }
+        }
+        self.links.close_all(Duration::from_millis(500)).await;
+    }
+
+    fn handle(&mut self, ev: Event) {
+        let now = self.now();
+        match ev {
+            Event::Peer(msg) => self.node.step(now, Input::Peer(msg)),
+            Event::PeerUnreachable(id) => self.node.step(now, Input::PeerUnreachable(id)),
+            Event::Discovered { node, leader } => {
+                self.node.step(now, Input::Discovered { node, leader })
+            }
+            Event::ClientOpened { conn, outbox, kick } => self.clients.open(conn, outbox, kick),
+            Event::ClientRequest { conn, req } => self.on_client(conn, req),
+            Event::ClientClosed { conn } => self.clients.remove(conn),
+            Event::Admin { req, reply } => {
+                let _ = reply.send(status::answer(self, req));
+            }
+        }
+    }
+
+    fn on_client(&mut self, conn: ConnId, req: ClientRequest) {
+        match req {
+            ClientRequest::Ping => {
+                let frame = self.encode(&ServerMessage::ClientPingAck(self.leader_info(false)));
+                self.clients.send(conn, frame);
+            }
+            ClientRequest::Connect {
+                client_id,
+                from_sequence,
+                ..
+            } => {
+                if !self.node.is_serving_leader() {
+                    let frame = self.leader_info_frame(false);
+                    return self.clients.send_and_close(conn, frame);
+                }
+                let last = self.broadcast_upto;
+                let recent = last.saturating_sub(self.settings.history_on_connect as Seq);
+                let (from, reset) = match from_sequence {
+                    Some(f) if f <= last && last - f <= MAX_CATCH_UP => (f, false),
+                    Some(_) => (recent, true),
+                    None => (recent, false),
+                };
+                self.send_history(conn, from, last - from, reset);
+                self.clients.start_session(conn, client_id);
+            }
+            ClientRequest::History {
+                from_sequence,
+                limit,
+            } => {
+                if !self.clients.in_session(conn) {
+                    return self.send_error(
+                        conn,
+                        ErrorCode::NotConnected,
+                        "send client_connect first",
+                        None,
+                    );
+                }
+                let from = from_sequence.min(self.broadcast_upto);
+                let n = (self.broadcast_upto - from).min(limit);
+                self.send_history(conn, from, n, false);
+            }
+            ClientRequest::Message(chat) => {
+                let id = Some(chat.message_id.clone());
+                if !self.clients.in_session(conn) {
+                    return self.send_error(
+                        conn,
+                        ErrorCode::NotConnected,
+                        "send client_connect first",
+                        id,
+                    );
+                }
+                let key = (chat.client_id.clone(), chat.message_id.clone());
+                let proposal = Proposal {
+                    client_id: chat.client_id,
+                    message_id: chat.message_id,
+                    username: chat.username,
+                    content: chat.content,
+                    timestamp: unix_timestamp(),
+                };
+                match self.node.propose(self.now(), proposal) {
+                    Ok(ProposeOutcome::Appended(seq) | ProposeOutcome::Duplicate(seq)) => {
+                        if seq <= self.broadcast_upto {
+                            self.send_delivered(conn, seq);
+                        } else {
+                            self.waiters.entry(key).or_default().push(conn);
+                        }
+                    }
+                    Err(ProposeError::NotLeader(_)) => {
+                        self.send_error(conn, ErrorCode::NotLeader, "this server does not lead", id)
+                    }
+                    Err(ProposeError::NoLeader) => self.send_error(
+                        conn,
+                        ErrorCode::NoLeader,
+                        "an election is running; retry",
+                        id,
+                    ),
+                }
+            }
+            ClientRequest::Disconnect => self.clients.send_and_close(conn, Bytes::new()),
+        }
+    }
+
+    fn send_history(&mut self, conn: ConnId, from: Seq, n: Seq, reset: bool) {
+        let entries = self.node.log().range(from, n as usize);
+        for frame in history_frames(self.settings.id, entries, from, self.broadcast_upto, reset) {
+            self.clients.send(conn, frame);
+        }
+    }
+
+    fn send_delivered(&mut self, conn: ConnId, seq: Seq) {
+        let Some(e) = self.node.log().get(seq) else {
+            return;
+        };
+        let frame = self.encode(&ServerMessage::MessageDelivered(MessageDelivered {
+            sender_id: server_sender_id(self.settings.id),
+            timestamp: unix_timestamp(),
+            message_id: e.message_id.clone(),
+            sequence_number: seq,
+            epoch: e.epoch,
+        }));
+        self.clients.send(conn, frame);
+    }
+
+    fn send_error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        message: &str,
+        message_id: Option<String>,
+    ) {
+        let frame = self.encode(&ServerMessage::Error(ErrorMessage {
+            sender_id: server_sender_id(self.settings.id),
+            timestamp: unix_timestamp(),
+            code,
+            message: message.into(),
+            message_id,
+        }));
+        self.clients.send(conn, frame);
+    }
+
+    fn encode(&self, msg: &ServerMessage) -> Bytes {
+        // Our own types always serialize; an empty frame would only close the connection.
+        frame_json(msg).unwrap_or_default()
+    }
+
+    fn leader_info(&self, leaving: bool) -> LeaderInfo {
+        let serving = self.node.is_serving_leader() && !leaving;
+        let leader = self
+            .node
+            .leader()
+            .filter(|l| serving || l.id != self.settings.id);
+        LeaderInfo {
+            sender_id: server_sender_id(self.settings.id),
+            timestamp: unix_timestamp(),
+            leader_id: leader.map(|l| l.id),
+            leader_address: leader.map(|l| l.address.clone()),
+            leader_port: leader.map(|l| l.client_port),
+            is_available: leader.is_some(),
+            is_leader: serving,
+            epoch: self.node.epoch(),
+        }
+    }
+
+    fn leader_info_frame(&self, leaving: bool) -> Bytes {
+        self.encode(&ServerMessage::LeaderInfo(self.leader_info(leaving)))
+    }
+
+    fn after_step(&mut self) {
+        self.execute_actions();
+        self.publish_view();
+        self.deliver_commits();
+    }
+
+    fn execute_actions(&mut self) {
+        for action in self.node.take_actions() {
+            match action {
+                Action::Send { to, body } => {
+                    self.links.send(Some(to.id), &to.address, to.port, body)
+                }
+                Action::SendToAddress {
+                    address,
+                    port,
+                    body,
+                } => self.links.send(None, &address, port, body),
+                Action::Notice(n) => log_notice(&n),
+            }
+        }
+    }
+
+    /// Logs role, leader and ring changes (one line each) and moves clients away from a
+    /// server that no longer leads.
+    fn publish_view(&mut self) {
+        let new = view_of(&self.node);
+        let old = self.view.borrow().clone();
+        if new == old {
+            return;
+        }
+        if new.role != old.role || new.leader != old.leader || new.epoch != old.epoch {
+            tracing::info!(
+                role = new.role.as_str(),
+                leader = ?new.leader.as_ref().map(|l| l.id),
+                epoch = new.epoch,
+                round = ringchat_core::epoch_round(new.epoch),
+                "Role changed."
+            );
+        }
+        if new.serving && !old.serving {
+            tracing::info!(
+                epoch = new.epoch,
+                last_seq = self.node.log().last_seq(),
+                "Serving clients as leader."
+            );
+        }
+        if new.members != old.members {
+            tracing::info!(members = ?new.members, "Ring changed.");
+        }
+        if old.serving && !new.serving {
+            let frame = self.leader_info_frame(false);
+            let conns = self.clients.all();
+            tracing::info!(
+                clients = conns.len(),
+                "No longer leading; sending clients on."
+            );
+            for conn in conns {
+                self.clients.send_and_close(conn, frame.clone());
+            }
+            self.waiters.clear();
+        }
+        self.view.send_replace(new);
+    }
+
+    /// Broadcasts newly committed entries and acknowledges their senders.
+    fn deliver_commits(&mut self) {
+        let commit = self.node.commit_seq();
+        if !self.node.is_serving_leader() {
+            self.broadcast_upto = commit;
+            return;
+        }
+        while self.broadcast_upto < commit {
+            self.broadcast_upto += 1;
+            let Some(e) = self.node.log().get(self.broadcast_upto).cloned() else {
+                break;
+            };
+            let frame = self.encode(&ServerMessage::ChatBroadcast(ChatBroadcast {
+                sender_id: server_sender_id(self.settings.id),
+                entry: e.clone(),
+            }));
+            self.clients.broadcast(&frame);
+            if let Some(conns) = self.waiters.remove(&(e.client_id, e.message_id)) {
+                for conn in conns {
+                    self.send_delivered(conn, e.sequence_number);
+                }
+            }
+        }
+    }
+}
+
+fn view_of(node: &Node) -> NodeView {
+    NodeView {
+        me: node.me().clone(),
+        role: node.role(),
+        epoch: node.epoch(),
+        leader: node.leader().cloned(),
+        serving: node.is_serving_leader(),
+        members: node.ring().ids(),
+    }
+}
+
+fn log_notice(n: &Notice) {
+    match n {
+        Notice::ElectionStarted { trigger, epoch } => {
+            tracing::info!(trigger = trigger.as_str(), epoch, "Election started.")
+        }
+        Notice::LeaderReady { recovered } => {
+            tracing::info!(recovered, "Leader recovery finished.")
+        }
+        Notice::PeerFailed { id, cause } => {
+            tracing::warn!(peer = id, cause, "Server taken for failed.")
+        }
+        Notice::HeartbeatMissed { id } => tracing::debug!(peer = id, "Heartbeat late."),
+        Notice::StaleMessage { kind } => tracing::debug!(kind, "Stale-epoch message refused."),
+        Notice::FollowerReset { id } => {
+            tracing::warn!(
+                peer = id,
+                "Follower history diverged; merging it into ours."
+            )
+        }
+        Notice::HistoryReset => tracing::warn!("Our history diverged; taking the leader's."),
+        Notice::RoleChanged | Notice::RingChanged | Notice::HeartbeatRtt { .. } => {}
+    }
+}

@@ -1,0 +1,5 @@
+//! What operators touch: logs, the admin socket, signals.
+
+pub mod admin;
+pub mod logging;
+pub mod signals;

@@ -1,0 +1,118 @@
+//! Wires the drivers to the node task and runs them until shutdown.
+
+use anyhow::Context;
+use ringchat_proto::client::ClientLimits;
+use ringchat_proto::ids::server_sender_id;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::DiscoveryMode;
+use crate::net::client_session::SessionConfig;
+use crate::net::discovery::{self, DiscoveryConfig};
+use crate::net::{client_listener, peer_listener};
+use crate::node::NodeTask;
+use crate::ops::admin;
+use crate::settings::Settings;
+
+/// Events queued for the node task before drivers wait.
+const EVENT_QUEUE: usize = 16_384;
+
+/// Runs a server until `shutdown` is cancelled, then leaves the ring and returns.
+///
+/// Every listener is bound before anything else starts, so a port in use is reported at
+/// once with the port named, rather than as a half-started server.
+pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let ring = TcpListener::bind(settings.ring_bind()?)
+        .await
+        .with_context(|| {
+            format!(
+                "port: cannot listen on {}:{}",
+                settings.address, settings.port
+            )
+        })?;
+    let clients = TcpListener::bind(settings.client_bind()?)
+        .await
+        .with_context(|| {
+            format!(
+                "client-port: cannot listen on {}:{}",
+                settings.address, settings.client_port
+            )
+        })?;
+    let admin = admin::bind(&settings.admin_socket)?;
+    let disc_cfg = DiscoveryConfig {
+        group: settings.multicast_group,
+        port: settings.multicast_port,
+        interface: settings.multicast_interface,
+        interval: settings.discovery_interval,
+        cluster: settings.cluster.clone(),
+    };
+    let disc_sockets = match settings.discovery {
+        DiscoveryMode::Multicast => Some(discovery::bind(&disc_cfg).with_context(|| {
+            format!(
+                "discovery: cannot use multicast group {}:{} on interface {}",
+                disc_cfg.group, disc_cfg.port, disc_cfg.interface
+            )
+        })?),
+        DiscoveryMode::Static => None,
+    };
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (task, view) = NodeTask::new(settings.clone(), events_rx, events_tx.clone());
+    let stop_drivers = CancellationToken::new();
+    let mut drivers = JoinSet::new();
+    drivers.spawn(peer_listener::run(
+        ring,
+        settings.cluster.clone(),
+        events_tx.clone(),
+        stop_drivers.clone(),
+    ));
+    let session_cfg = SessionConfig {
+        sender_id: server_sender_id(settings.id),
+        limits: ClientLimits {
+            max_content_chars: settings.max_content_chars,
+        },
+        queue: settings.client_queue,
+        idle_timeout: settings.client_idle_timeout,
+        write_timeout: std::time::Duration::from_secs(5),
+    };
+    drivers.spawn(client_listener::run(
+        clients,
+        session_cfg,
+        settings.max_clients,
+        events_tx.clone(),
+        stop_drivers.clone(),
+    ));
+    drivers.spawn(admin::run(
+        admin,
+        settings.admin_socket.clone(),
+        events_tx.clone(),
+        stop_drivers.clone(),
+    ));
+    if let Some(sockets) = disc_sockets {
+        drivers.spawn(discovery::run(
+            sockets,
+            disc_cfg,
+            view.clone(),
+            events_tx.clone(),
+            stop_drivers.clone(),
+        ));
+    }
+    drop(events_tx);
+    tracing::info!(
+        id = settings.id,
+        address = %settings.address,
+        port = settings.port,
+        client_port = settings.client_port,
+        discovery = ?settings.discovery,
+        admin_socket = %settings.admin_socket.display(),
+        "RingChat server started."
+    );
+    // The node task leaves the ring gracefully when `shutdown` fires; drivers stop after.
+    task.run(shutdown).await;
+    stop_drivers.cancel();
+    while drivers.join_next().await.is_some() {}
+    tracing::info!("Stopped.");
+    Ok(())
+}
