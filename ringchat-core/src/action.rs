@@ -18,6 +18,8 @@ pub enum Input {
         node: NodeInfo,
         /// The leader it follows, if any.
         leader: Option<NodeInfo>,
+        /// Its epoch: a server that knows no leader still elects above it.
+        epoch: Epoch,
     },
 }
 

@@ -58,6 +58,8 @@ pub struct Node {
     me: NodeInfo,
     now: Millis,
     epoch: Epoch,
+    /// The highest epoch heard of from servers we do not follow (yet).
+    seen_epoch: Epoch,
     role: Role,
     leader: Option<NodeInfo>,
     leaderless_since: Option<Millis>,
@@ -87,6 +89,7 @@ impl Node {
             me,
             now,
             epoch: 0,
+            seen_epoch: 0,
             role: Role::Follower,
             leader: None,
             leaderless_since: Some(now),
@@ -123,7 +126,14 @@ impl Node {
                 self.on_peer(msg.from, msg.body);
             }
             Input::PeerUnreachable(id) => self.peer_failed(id, "unreachable"),
-            Input::Discovered { node, leader } => self.on_discovered(node, leader),
+            Input::Discovered {
+                node,
+                leader,
+                epoch,
+            } => {
+                self.seen_epoch = self.seen_epoch.max(epoch);
+                self.on_discovered(node, leader)
+            }
         }
     }
 

@@ -13,7 +13,7 @@ use crate::replication::FollowerProgress;
 impl Node {
     /// Starts a new round with an epoch above every epoch seen.
     pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
-        let epoch = next_epoch(self.epoch, self.me.id);
+        let epoch = next_epoch(self.epoch.max(self.seen_epoch), self.me.id);
         let was = (self.role, self.leader.as_ref().map(|l| l.id));
         self.epoch = epoch;
         self.role = Role::Candidate;

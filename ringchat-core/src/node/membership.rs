@@ -9,9 +9,10 @@ use crate::action::{ElectionTrigger, Notice};
 use crate::replication::{FollowerProgress, FollowerState};
 
 impl Node {
-    /// A server without a leader keeps asking its static peers to let it in.
+    /// A server without a leader keeps asking its static peers and every server it heard
+    /// of to let it in; those that know the leader send it there.
     pub(super) fn tick_membership(&mut self) {
-        if self.leader.is_some() || self.cfg.seeds.is_empty() {
+        if self.leader.is_some() || self.role == Role::Candidate {
             return;
         }
         let due = self
@@ -31,6 +32,22 @@ impl Node {
                 port,
                 body: body.clone(),
             });
+        }
+        let known: Vec<NodeInfo> = self
+            .ring
+            .members()
+            .filter(|n| n.id != self.me.id)
+            .filter(|n| {
+                !self
+                    .cfg
+                    .seeds
+                    .iter()
+                    .any(|(a, p)| *a == n.address && *p == n.port)
+            })
+            .cloned()
+            .collect();
+        for n in known {
+            self.send_info(&n, body.clone());
         }
     }
 
@@ -107,6 +124,9 @@ impl Node {
         epoch: Epoch,
         accepted: bool,
     ) {
+        if self.leader.is_none() {
+            self.seen_epoch = self.seen_epoch.max(epoch);
+        }
         if accepted {
             if epoch >= self.epoch && self.role != Role::Leader {
                 self.adopt_leader(epoch, node);
@@ -182,14 +202,16 @@ impl Node {
                     self.yield_to(other);
                 }
             }
-            (_, None) => match leader {
-                Some(l) => self.send_info(&l, self.join_request()),
-                None => {
-                    if self.ring.insert(node) {
-                        self.notice(Notice::RingChanged);
-                    }
+            (_, None) => {
+                // Remember every server heard of: if joining its leader fails, we still
+                // elect together with it instead of alone.
+                if self.ring.insert(node) {
+                    self.notice(Notice::RingChanged);
                 }
-            },
+                if let Some(l) = leader {
+                    self.send_info(&l, self.join_request());
+                }
+            }
             _ => {}
         }
     }

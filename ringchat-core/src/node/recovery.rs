@@ -126,8 +126,20 @@ impl Node {
             return;
         };
         let ids: Vec<NodeId> = self.followers.keys().copied().collect();
+        let last = self.log.last_seq();
         for id in ids {
-            self.align(id, FollowerState::Replicating);
+            // Caught-up followers count for commits at once; the others catch up first,
+            // as joiners do, so that the new leader's commit point does not fall back.
+            let caught_up = self
+                .followers
+                .get(&id)
+                .is_some_and(|p| p.reported_last == last);
+            let state = if caught_up {
+                FollowerState::Replicating
+            } else {
+                FollowerState::Syncing
+            };
+            self.align(id, state);
         }
         self.notice(Notice::LeaderReady {
             recovered: rec.recovered,

@@ -152,7 +152,11 @@ async fn handle(
         _ => None,
     };
     let unknown = !view.borrow().members.contains(&id);
-    let _ = events.try_send(Event::Discovered { node, leader });
+    let _ = events.try_send(Event::Discovered {
+        node,
+        leader,
+        epoch: msg.epoch,
+    });
     // A server we do not know yet learns of us right away, not at our next announcement.
     if msg.msg_type == ANNOUNCE && unknown {
         let now = Instant::now();

@@ -23,6 +23,8 @@ pub enum Event {
         node: NodeInfo,
         /// The leader it follows.
         leader: Option<NodeInfo>,
+        /// Its epoch.
+        epoch: Epoch,
     },
     /// A client connected; frames for it go into `outbox`.
     ClientOpened {

@@ -126,9 +126,18 @@ impl NodeTask {
         match ev {
             Event::Peer(msg) => self.node.step(now, Input::Peer(msg)),
             Event::PeerUnreachable(id) => self.node.step(now, Input::PeerUnreachable(id)),
-            Event::Discovered { node, leader } => {
-                self.node.step(now, Input::Discovered { node, leader })
-            }
+            Event::Discovered {
+                node,
+                leader,
+                epoch,
+            } => self.node.step(
+                now,
+                Input::Discovered {
+                    node,
+                    leader,
+                    epoch,
+                },
+            ),
             Event::ClientOpened { conn, outbox, kick } => self.clients.open(conn, outbox, kick),
             Event::ClientRequest { conn, req } => self.on_client(conn, req),
             Event::ClientClosed { conn } => self.clients.remove(conn),
@@ -325,6 +334,8 @@ impl NodeTask {
             );
         }
         if new.serving && !old.serving {
+            // Nobody is in a session yet: what is committed now is history, not news.
+            self.broadcast_upto = self.node.commit_seq();
             tracing::info!(
                 epoch = new.epoch,
                 last_seq = self.node.log().last_seq(),
