@@ -71,6 +71,8 @@ pub struct Node {
     election_deadline: Millis,
     last_join_probe: Option<Millis>,
     last_heard: HashMap<NodeId, Millis>,
+    /// The neighbours whose silence is being watched.
+    watched: Vec<NodeId>,
     missed: HashMap<NodeId, bool>,
     last_heartbeat: Option<Millis>,
     heartbeat_nonce: u64,
@@ -100,6 +102,7 @@ impl Node {
             election_deadline: 0,
             last_join_probe: None,
             last_heard: HashMap::new(),
+            watched: Vec::new(),
             missed: HashMap::new(),
             last_heartbeat: None,
             heartbeat_nonce: 0,

@@ -503,6 +503,20 @@ fn regression_crash_restart_4() {
 }
 
 #[test]
+fn regression_crash_restart_5() {
+    crash_scenario(
+        9174890926512893093,
+        4,
+        &[(85, true), (155, false), (0, true), (310, false)],
+    );
+}
+
+#[test]
+fn regression_crash_6() {
+    crash_scenario(12651806133627251170, 5, &[(95, false), (250, false)]);
+}
+
+#[test]
 fn three_servers_elect_the_highest_id() {
     let mut sim = Sim::new(1, true);
     for id in [2, 3, 1] {

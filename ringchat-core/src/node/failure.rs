@@ -45,6 +45,15 @@ impl Node {
                 );
             }
         }
+        // A server that just became a neighbour is watched from now on: silence before,
+        // when nobody expected to hear from it, means nothing.
+        for n in &neighbours {
+            if !self.watched.contains(n) {
+                self.last_heard.insert(*n, self.now);
+                self.missed.remove(n);
+            }
+        }
+        self.watched.clone_from(&neighbours);
         for n in neighbours {
             let heard = *self.last_heard.entry(n).or_insert(self.now);
             let silence = self.now.saturating_sub(heard);
@@ -70,7 +79,6 @@ impl Node {
             // Our leader no longer knows it leads: it restarted.
             return self.peer_failed(from, "restarted");
         }
-        self.check_restarted_follower(from, epoch);
         self.send(
             from,
             PeerBody::HeartbeatAck {
@@ -80,19 +88,10 @@ impl Node {
         );
     }
 
-    /// A member that reports epoch 0 has restarted with an empty history: the leader drops
-    /// it at once (it is told, and rejoins) instead of waiting for replication to time out.
-    pub(super) fn check_restarted_follower(&mut self, from: NodeId, epoch: Epoch) {
-        if self.role == Role::Leader && epoch == 0 && self.followers.contains_key(&from) {
-            self.peer_failed(from, "restarted");
-        }
-    }
-
     pub(super) fn on_heartbeat_ack(&mut self, from: NodeId, nonce: u64, epoch: Epoch) {
         if self.is_follower_of(from) && epoch == 0 {
             return self.peer_failed(from, "restarted");
         }
-        self.check_restarted_follower(from, epoch);
         if let Some((sent_nonce, at)) = self.heartbeat_sent.get(&from).copied()
             && sent_nonce == nonce
         {
