@@ -1,12 +1,17 @@
 //! The `ringchatd` command line (DESIGN.md, "Interfaces"; binding for scripts).
+//!
+//! Every option is optional here: what is not given comes from the environment
+//! (`RINGCHAT_*`), then the TOML file, then the defaults (see [`crate::settings`]).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
+use serde::Deserialize;
 
 /// How a server finds the others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum DiscoveryMode {
     /// UDP multicast announcements (the seed's way).
     Multicast,
@@ -15,7 +20,8 @@ pub enum DiscoveryMode {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
     Text,
@@ -31,53 +37,51 @@ pub struct Args {
     #[arg(value_name = "ID")]
     pub id_positional: Option<u64>,
     /// Server id, as an option.
-    #[arg(long = "id", value_name = "N", env = "RINGCHAT_NODE__ID")]
+    #[arg(long = "id", value_name = "N")]
     pub id: Option<u64>,
-    /// Ring port (server-to-server). Default: 5000 + id.
-    #[arg(short, long, env = "RINGCHAT_NODE__PORT")]
+    /// Ring port (server to server). Default: 5000 + id.
+    #[arg(short, long)]
     pub port: Option<u16>,
-    /// Address the ring and client ports listen on and that other servers and clients use.
-    #[arg(
-        short,
-        long,
-        default_value = "127.0.0.1",
-        env = "RINGCHAT_NODE__ADDRESS"
-    )]
-    pub address: String,
+    /// Address the ring and client ports listen on and that others reach us at
+    /// [default: 127.0.0.1].
+    #[arg(short, long)]
+    pub address: Option<String>,
     /// Client port. Default: ring port + 100.
-    #[arg(long, env = "RINGCHAT_NODE__CLIENT_PORT")]
+    #[arg(long)]
     pub client_port: Option<u16>,
+    /// TOML configuration file (`config/ringchatd.example.toml` documents every key).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Another server's ring address (repeatable); implies `--discovery static` unless
     /// multicast is asked for explicitly.
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
-    /// How to find the other servers. Default: static with `--peer`, else multicast.
+    /// How to find the other servers. Default: static with peers, else multicast.
     #[arg(long, value_enum)]
     pub discovery: Option<DiscoveryMode>,
-    /// Multicast group of the discovery protocol.
-    #[arg(long, default_value = "239.255.255.250")]
-    pub multicast_group: Ipv4Addr,
-    /// UDP port of the discovery protocol.
-    #[arg(long, default_value_t = 5000)]
-    pub multicast_port: u16,
-    /// IPv4 address of the interface multicast is sent and received on (0.0.0.0: the
-    /// system's choice).
-    #[arg(long, default_value = "0.0.0.0")]
-    pub multicast_interface: Ipv4Addr,
-    /// Cluster name: servers and clients of another cluster are ignored.
-    #[arg(long, default_value = "ringchat", env = "RINGCHAT_CLUSTER__NAME")]
-    pub cluster: String,
-    /// Unix socket for `ringchatctl`.
-    #[arg(
-        long,
-        default_value = "/run/ringchat/admin.sock",
-        env = "RINGCHAT_ADMIN__SOCKET"
-    )]
-    pub admin_socket: PathBuf,
-    /// Log format.
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-    /// Log level or filter (`info`, `debug`, `ringchatd=debug,info`).
-    #[arg(long, default_value = "info", env = "RINGCHAT_LOG__LEVEL")]
-    pub log_level: String,
+    /// Multicast group of the discovery protocol [default: 239.255.255.250].
+    #[arg(long)]
+    pub multicast_group: Option<Ipv4Addr>,
+    /// UDP port of the discovery protocol [default: 5000].
+    #[arg(long)]
+    pub multicast_port: Option<u16>,
+    /// IPv4 address of the interface multicast uses (0.0.0.0: the system's choice)
+    /// [default: 0.0.0.0].
+    #[arg(long)]
+    pub multicast_interface: Option<Ipv4Addr>,
+    /// Cluster name: servers and clients of another cluster are ignored [default: ringchat].
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Unix socket for `ringchatctl` [default: /run/ringchat/admin.sock].
+    #[arg(long, value_name = "PATH")]
+    pub admin_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address (`/metrics`); off unless given.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+    /// Log format [default: text].
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Log level or filter (`info`, `debug`, `ringchatd=debug,info`) [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
 }

@@ -10,14 +10,14 @@ use ringchatd::settings::Settings;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let settings = match Settings::from_args(&args) {
+    let settings = match Settings::load(&args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringchatd: {e:#}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = logging::init(args.log_format, &args.log_level) {
+    if let Err(e) = logging::init(settings.log_format, &settings.log_level) {
         eprintln!("ringchatd: {e:#}");
         return ExitCode::from(2);
     }

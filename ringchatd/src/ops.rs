@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod logging;
+pub mod metrics;
 pub mod signals;

@@ -13,7 +13,7 @@ use crate::net::client_session::SessionConfig;
 use crate::net::discovery::{self, DiscoveryConfig};
 use crate::net::{client_listener, peer_listener};
 use crate::node::NodeTask;
-use crate::ops::admin;
+use crate::ops::{admin, metrics};
 use crate::settings::Settings;
 
 /// Events queued for the node task before drivers wait.
@@ -41,6 +41,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             )
         })?;
     let admin = admin::bind(&settings.admin_socket)?;
+    if let Some(addr) = settings.metrics_addr {
+        metrics::install(addr)?;
+    }
     let disc_cfg = DiscoveryConfig {
         group: settings.multicast_group,
         port: settings.multicast_port,

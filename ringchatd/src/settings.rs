@@ -1,15 +1,179 @@
-//! The resolved settings of one server, checked once at start.
+//! The resolved settings of one server: defaults < TOML file < `RINGCHAT_*` environment <
+//! flags, checked once at start. A bad value is refused with the key (and file) named.
 
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ringchat_core::{CoreConfig, MAX_NODE_ID};
 use ringchat_proto::NodeId;
 use ringchat_proto::peer::NodeInfo;
+use serde::Deserialize;
 
-use crate::cli::{Args, DiscoveryMode};
+use crate::cli::{Args, DiscoveryMode, LogFormat};
+
+/// The TOML file's shape; every key is optional and unknown keys are refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    node: NodeSection,
+    cluster: ClusterSection,
+    discovery: DiscoverySection,
+    timing: TimingSection,
+    replication: ReplicationSection,
+    limits: LimitsSection,
+    admin: AdminSection,
+    metrics: MetricsSection,
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct NodeSection {
+    id: Option<u64>,
+    address: Option<String>,
+    port: Option<u16>,
+    client_port: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ClusterSection {
+    name: String,
+    peers: Vec<String>,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            name: "ringchat".into(),
+            peers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct DiscoverySection {
+    mode: Option<DiscoveryMode>,
+    multicast_group: Ipv4Addr,
+    multicast_port: u16,
+    multicast_interface: Ipv4Addr,
+    interval: f64,
+}
+
+impl Default for DiscoverySection {
+    fn default() -> Self {
+        Self {
+            mode: None,
+            multicast_group: Ipv4Addr::new(239, 255, 255, 250),
+            multicast_port: 5000,
+            multicast_interface: Ipv4Addr::UNSPECIFIED,
+            interval: 2.0,
+        }
+    }
+}
+
+/// Times in seconds, as in the prototype's `config.py`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TimingSection {
+    heartbeat_interval: f64,
+    heartbeat_timeout: f64,
+    election_timeout: f64,
+    replication_timeout: f64,
+    startup_grace: f64,
+}
+
+impl Default for TimingSection {
+    fn default() -> Self {
+        let core = CoreConfig::default();
+        let s = |ms: u64| ms as f64 / 1000.0;
+        Self {
+            heartbeat_interval: s(core.heartbeat_interval),
+            heartbeat_timeout: s(core.heartbeat_timeout),
+            election_timeout: s(core.election_timeout),
+            replication_timeout: s(core.replication_timeout),
+            startup_grace: s(core.startup_grace),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ReplicationSection {
+    sync_chunk_size: usize,
+    max_inflight_entries: u64,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        let core = CoreConfig::default();
+        Self {
+            sync_chunk_size: core.sync_chunk_size,
+            max_inflight_entries: core.max_inflight_entries,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LimitsSection {
+    max_text: usize,
+    history_on_connect: usize,
+    client_queue: usize,
+    max_clients: usize,
+    client_idle_timeout: f64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            max_text: ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS,
+            history_on_connect: 100,
+            client_queue: 4096,
+            max_clients: 10_000,
+            client_idle_timeout: 60.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct AdminSection {
+    socket: PathBuf,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from("/run/ringchat/admin.sock"),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct MetricsSection {
+    addr: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LogSection {
+    format: LogFormat,
+    level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
 
 /// Everything the server needs, validated.
 #[derive(Debug, Clone)]
@@ -26,7 +190,7 @@ pub struct Settings {
     pub peers: Vec<(String, u16)>,
     /// How servers are found.
     pub discovery: DiscoveryMode,
-    /// Multicast group, port and interface.
+    /// Multicast group.
     pub multicast_group: Ipv4Addr,
     /// Discovery UDP port.
     pub multicast_port: u16,
@@ -38,9 +202,15 @@ pub struct Settings {
     pub cluster: String,
     /// Admin socket path.
     pub admin_socket: PathBuf,
+    /// Prometheus endpoint, if any.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Log level or filter.
+    pub log_level: String,
     /// The state machine's timing and sizes.
     pub core: CoreConfig,
-    /// Client protocol limits.
+    /// Longest chat text, in characters.
     pub max_content_chars: usize,
     /// Entries a client gets on connect without `from_sequence`.
     pub history_on_connect: usize,
@@ -53,81 +223,12 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Builds and checks the settings from the command line.
-    pub fn from_args(args: &Args) -> anyhow::Result<Self> {
-        let id = match (args.id_positional, args.id) {
-            (Some(a), Some(b)) if a != b => bail!("the server id is given twice ({a} and {b})"),
-            (Some(id), _) | (None, Some(id)) => id,
-            (None, None) => bail!("a server id is required: `ringchatd 1 --port 5001`"),
-        };
-        if id == 0 || id > MAX_NODE_ID {
-            bail!("id: must be between 1 and {MAX_NODE_ID}, not {id}");
-        }
-        let port = match args.port {
-            Some(p) => p,
-            None => u16::try_from(5000 + id)
-                .ok()
-                .filter(|p| *p <= u16::MAX - 100)
-                .context("port: 5000 + id is out of range; give --port")?,
-        };
-        let client_port = match args.client_port {
-            Some(p) => p,
-            None => port
-                .checked_add(100)
-                .context("client-port: ring port + 100 is out of range; give --client-port")?,
-        };
-        if port == 0 || client_port == 0 || port == client_port {
-            bail!("port/client-port: must be distinct and non-zero ({port}, {client_port})");
-        }
-        (args.address.as_str(), port)
-            .to_socket_addrs()
-            .with_context(|| format!("address: cannot resolve {:?}", args.address))?;
-        let peers = args
-            .peers
-            .iter()
-            .map(|p| parse_peer(p))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let discovery = args.discovery.unwrap_or(if peers.is_empty() {
-            DiscoveryMode::Multicast
-        } else {
-            DiscoveryMode::Static
-        });
-        if discovery == DiscoveryMode::Static && peers.is_empty() {
-            tracing::debug!("Static discovery without peers: this server waits to be found.");
-        }
-        if !args.multicast_group.is_multicast() {
-            bail!(
-                "multicast-group: {} is not a multicast address",
-                args.multicast_group
-            );
-        }
-        if args.cluster.is_empty() || args.cluster.len() > 64 {
-            bail!("cluster: must have 1 to 64 characters");
-        }
-        let core = CoreConfig {
-            cluster: args.cluster.clone(),
-            seeds: peers.clone(),
-            ..CoreConfig::default()
-        };
-        Ok(Self {
-            id,
-            address: args.address.clone(),
-            port,
-            client_port,
-            peers,
-            discovery,
-            multicast_group: args.multicast_group,
-            multicast_port: args.multicast_port,
-            multicast_interface: args.multicast_interface,
-            discovery_interval: Duration::from_secs(2),
-            cluster: args.cluster.clone(),
-            admin_socket: args.admin_socket.clone(),
-            core,
-            max_content_chars: ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS,
-            history_on_connect: 100,
-            client_queue: 4096,
-            max_clients: 10_000,
-            client_idle_timeout: Duration::from_secs(30),
+    /// Reads the file and environment, applies the flags, and checks the result.
+    pub fn load(args: &Args) -> anyhow::Result<Self> {
+        let file = read_sources(args.config.as_deref())?;
+        resolve(args, file).with_context(|| match &args.config {
+            Some(p) => format!("in {}, RINGCHAT_* variables or flags", p.display()),
+            None => "in RINGCHAT_* variables or flags".to_string(),
         })
     }
 
@@ -143,16 +244,195 @@ impl Settings {
 
     /// Where the ring listener binds.
     pub fn ring_bind(&self) -> anyhow::Result<SocketAddr> {
-        resolve(&self.address, self.port)
+        resolve_addr(&self.address, self.port)
     }
 
     /// Where the client listener binds.
     pub fn client_bind(&self) -> anyhow::Result<SocketAddr> {
-        resolve(&self.address, self.client_port)
+        resolve_addr(&self.address, self.client_port)
     }
 }
 
-fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+fn read_sources(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let mut builder = config::Config::builder();
+    if let Some(path) = path {
+        if !path.is_file() {
+            bail!("config: {} does not exist or is not a file", path.display());
+        }
+        builder = builder.add_source(
+            config::File::from(path)
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
+    }
+    builder = builder.add_source(
+        config::Environment::with_prefix("RINGCHAT")
+            .prefix_separator("_")
+            .separator("__")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("cluster.peers"),
+    );
+    let what = path.map_or_else(
+        || "the environment".to_string(),
+        |p| p.display().to_string(),
+    );
+    builder
+        .build()
+        .and_then(|c| c.try_deserialize::<FileConfig>())
+        .map_err(|e| anyhow::anyhow!("config: {e} (in {what} or RINGCHAT_* variables)"))
+}
+
+fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
+    let id = match (args.id_positional, args.id) {
+        (Some(a), Some(b)) if a != b => bail!("id: given twice ({a} and {b})"),
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => file
+            .node
+            .id
+            .context("node.id: a server id is required (`ringchatd 1 --port 5001`)")?,
+    };
+    if id == 0 || id > MAX_NODE_ID {
+        bail!("node.id: must be between 1 and {MAX_NODE_ID}, not {id}");
+    }
+    let port = match args.port.or(file.node.port) {
+        Some(p) => p,
+        None => u16::try_from(5000 + id)
+            .ok()
+            .filter(|p| *p <= u16::MAX - 100)
+            .context("node.port: 5000 + id is out of range; set the port")?,
+    };
+    let client_port = match args.client_port.or(file.node.client_port) {
+        Some(p) => p,
+        None => port
+            .checked_add(100)
+            .context("node.client_port: ring port + 100 is out of range; set it")?,
+    };
+    if port == 0 || client_port == 0 || port == client_port {
+        bail!("node.port/node.client_port: must be distinct and non-zero ({port}, {client_port})");
+    }
+    let address = args
+        .address
+        .clone()
+        .or(file.node.address)
+        .unwrap_or_else(|| "127.0.0.1".into());
+    resolve_addr(&address, port).context("node.address")?;
+    let peer_strings = if args.peers.is_empty() {
+        file.cluster.peers
+    } else {
+        args.peers.clone()
+    };
+    let peers = peer_strings
+        .iter()
+        .map(|p| parse_peer(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let discovery = args
+        .discovery
+        .or(file.discovery.mode)
+        .unwrap_or(if peers.is_empty() {
+            DiscoveryMode::Multicast
+        } else {
+            DiscoveryMode::Static
+        });
+    let multicast_group = args
+        .multicast_group
+        .unwrap_or(file.discovery.multicast_group);
+    if !multicast_group.is_multicast() {
+        bail!("discovery.multicast_group: {multicast_group} is not a multicast address");
+    }
+    let multicast_port = args.multicast_port.unwrap_or(file.discovery.multicast_port);
+    if multicast_port == 0 {
+        bail!("discovery.multicast_port: must not be 0");
+    }
+    let cluster = args.cluster.clone().unwrap_or(file.cluster.name);
+    if cluster.is_empty() || cluster.len() > 64 {
+        bail!("cluster.name: must have 1 to 64 characters");
+    }
+    let metrics_addr = match args.metrics_addr.clone().or(file.metrics.addr) {
+        Some(a) => Some(
+            a.to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .with_context(|| format!("metrics.addr: {a:?} is not HOST:PORT"))?,
+        ),
+        None => None,
+    };
+    let t = &file.timing;
+    let heartbeat_interval = millis("timing.heartbeat_interval", t.heartbeat_interval)?;
+    let heartbeat_timeout = millis("timing.heartbeat_timeout", t.heartbeat_timeout)?;
+    if heartbeat_timeout <= heartbeat_interval {
+        bail!("timing.heartbeat_timeout: must be longer than timing.heartbeat_interval");
+    }
+    let r = &file.replication;
+    if !(1..=1000).contains(&r.sync_chunk_size) {
+        bail!("replication.sync_chunk_size: must be between 1 and 1000");
+    }
+    if r.max_inflight_entries == 0 {
+        bail!("replication.max_inflight_entries: must be at least 1");
+    }
+    let core = CoreConfig {
+        cluster: cluster.clone(),
+        heartbeat_interval,
+        heartbeat_timeout,
+        election_timeout: millis("timing.election_timeout", t.election_timeout)?,
+        replication_timeout: millis("timing.replication_timeout", t.replication_timeout)?,
+        startup_grace: millis("timing.startup_grace", t.startup_grace)?,
+        sync_chunk_size: r.sync_chunk_size,
+        max_inflight_entries: r.max_inflight_entries,
+        seeds: peers.clone(),
+    };
+    let l = &file.limits;
+    if !(1..=16_384).contains(&l.max_text) {
+        bail!("limits.max_text: must be between 1 and 16384 characters");
+    }
+    if l.history_on_connect > 10_000 {
+        bail!("limits.history_on_connect: must be at most 10000");
+    }
+    if l.client_queue < 16 || l.max_clients == 0 {
+        bail!("limits.client_queue/limits.max_clients: too small");
+    }
+    Ok(Settings {
+        id,
+        address,
+        port,
+        client_port,
+        peers,
+        discovery,
+        multicast_group,
+        multicast_port,
+        multicast_interface: args
+            .multicast_interface
+            .unwrap_or(file.discovery.multicast_interface),
+        discovery_interval: Duration::from_millis(millis(
+            "discovery.interval",
+            file.discovery.interval,
+        )?),
+        cluster,
+        admin_socket: args.admin_socket.clone().unwrap_or(file.admin.socket),
+        metrics_addr,
+        log_format: args.log_format.unwrap_or(file.log.format),
+        log_level: args.log_level.clone().unwrap_or(file.log.level),
+        core,
+        max_content_chars: l.max_text,
+        history_on_connect: l.history_on_connect,
+        client_queue: l.client_queue,
+        max_clients: l.max_clients,
+        client_idle_timeout: Duration::from_millis(millis(
+            "limits.client_idle_timeout",
+            l.client_idle_timeout,
+        )?),
+    })
+}
+
+/// Seconds (as in the prototype's config) to milliseconds, refusing nonsense.
+fn millis(key: &str, seconds: f64) -> anyhow::Result<u64> {
+    if !seconds.is_finite() || !(0.001..=3600.0).contains(&seconds) {
+        bail!("{key}: must be between 0.001 and 3600 seconds, not {seconds}");
+    }
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+fn resolve_addr(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
     (host, port)
         .to_socket_addrs()
         .with_context(|| format!("cannot resolve {host}:{port}"))?
@@ -163,14 +443,102 @@ fn resolve(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
 fn parse_peer(s: &str) -> anyhow::Result<(String, u16)> {
     let (host, port) = s
         .rsplit_once(':')
-        .with_context(|| format!("peer: {s:?} is not HOST:PORT"))?;
+        .with_context(|| format!("cluster.peers: {s:?} is not HOST:PORT"))?;
     let port: u16 = port
         .parse()
         .ok()
         .filter(|p| *p != 0)
-        .with_context(|| format!("peer: {s:?} has no valid port"))?;
+        .with_context(|| format!("cluster.peers: {s:?} has no valid port"))?;
     if host.is_empty() {
-        bail!("peer: {s:?} has no host");
+        bail!("cluster.peers: {s:?} has no host");
     }
     Ok((host.trim_matches(['[', ']']).to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(v: &[&str]) -> Args {
+        Args::parse_from(std::iter::once("ringchatd").chain(v.iter().copied()))
+    }
+
+    fn file(toml: &str) -> FileConfig {
+        config::Config::builder()
+            .add_source(config::File::from_str(toml, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| e.to_string())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn seed_command_line() {
+        let s = resolve(&args(&["3", "--port", "5003"]), FileConfig::default()).unwrap();
+        assert_eq!((s.id, s.port, s.client_port), (3, 5003, 5103));
+        assert_eq!(s.discovery, DiscoveryMode::Multicast);
+        assert_eq!(s.core.heartbeat_interval, 100);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file(
+            "[node]\nid = 2\nport = 6002\n[timing]\nheartbeat_interval = 0.2\nheartbeat_timeout = 1.0\n[cluster]\npeers = [\"a:1\"]\n",
+        );
+        let s = resolve(&args(&["--port", "7002"]), f).unwrap();
+        assert_eq!((s.id, s.port, s.client_port), (2, 7002, 7102));
+        assert_eq!(
+            (s.core.heartbeat_interval, s.core.heartbeat_timeout),
+            (200, 1000)
+        );
+        assert_eq!(s.discovery, DiscoveryMode::Static);
+    }
+
+    #[test]
+    fn shipped_config_files_are_valid() {
+        let reference = file(include_str!("../../config/ringchatd.example.toml"));
+        let s = resolve(&args(&["7"]), reference).unwrap();
+        assert_eq!(
+            (s.port, s.client_port, s.core.heartbeat_timeout),
+            (5007, 5107, 500)
+        );
+        for (i, text) in [
+            include_str!("../../config/cluster/node1.toml"),
+            include_str!("../../config/cluster/node2.toml"),
+            include_str!("../../config/cluster/node3.toml"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let s = resolve(&args(&[]), file(text)).unwrap();
+            assert_eq!(s.id, i as u64 + 1);
+            assert_eq!(s.peers.len(), 3);
+            assert_eq!(s.discovery, DiscoveryMode::Static);
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err =
+            |a: &[&str], toml: &str| format!("{:#}", resolve(&args(a), file(toml)).unwrap_err());
+        assert!(err(&[], "").contains("node.id"));
+        assert!(err(&["70000"], "").contains("node.id"));
+        assert!(
+            err(&["1"], "[timing]\nheartbeat_timeout = 0.05\n")
+                .contains("timing.heartbeat_timeout")
+        );
+        assert!(err(&["1", "--peer", "nohost"], "").contains("cluster.peers"));
+        let unknown = config::Config::builder()
+            .add_source(config::File::from_str(
+                "[node]\nidd = 1\n",
+                config::FileFormat::Toml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize::<FileConfig>()
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("idd"), "{unknown}");
+    }
 }

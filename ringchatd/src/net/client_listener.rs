@@ -36,6 +36,7 @@ pub async fn run(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%addr, "Client limit reached; refusing a connection.");
+            crate::ops::metrics::client_connection("rejected_limit");
             continue;
         };
         let conn = next_id.fetch_add(1, Ordering::Relaxed);

@@ -124,6 +124,7 @@ async fn read_loop(
 }
 
 fn send_error(outbox: &mpsc::Sender<Bytes>, cfg: &SessionConfig, err: ProtocolError) {
+    crate::ops::metrics::protocol_error(err.code.as_str());
     let msg = ServerMessage::Error(ErrorMessage {
         sender_id: cfg.sender_id.clone(),
         timestamp: unix_timestamp(),

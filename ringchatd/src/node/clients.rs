@@ -50,6 +50,7 @@ impl Clients {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::warn!(conn, "Client reads too slowly; disconnecting it.");
+                crate::ops::metrics::slow_client_disconnect();
                 self.slow_disconnects += 1;
                 c.kick.cancel();
                 self.clients.remove(&conn);

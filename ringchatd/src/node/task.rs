@@ -4,14 +4,15 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringchat_core::{Action, Input, Node, Notice, Proposal, ProposeError, ProposeOutcome};
+use ringchat_core::{Action, Input, Node, Notice, Proposal, ProposeError, ProposeOutcome, Role};
 use ringchat_proto::client::ClientRequest;
 use ringchat_proto::frame::frame_json;
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
+use ringchat_proto::peer::PeerBody;
 use ringchat_proto::server::{
     ChatBroadcast, ErrorMessage, LeaderInfo, MessageDelivered, ServerMessage,
 };
-use ringchat_proto::{ErrorCode, Seq};
+use ringchat_proto::{ErrorCode, NodeId, Seq};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use super::history::history_frames;
 use super::links::Links;
 use super::{Event, NodeView, status};
 use crate::net::peer_link::LinkConfig;
+use crate::ops::metrics;
 use crate::settings::Settings;
 
 /// How often timers are checked.
@@ -41,7 +43,11 @@ pub struct NodeTask {
     view: watch::Sender<NodeView>,
     pub(super) started: Instant,
     broadcast_upto: Seq,
-    waiters: HashMap<(String, String), Vec<ConnId>>,
+    /// Senders waiting for `message_delivered`, with when each message arrived.
+    waiters: HashMap<(String, String), Vec<(ConnId, Instant)>>,
+    /// When the current election round started, for its duration.
+    election_since: Option<Instant>,
+    ticks: u64,
 }
 
 impl NodeTask {
@@ -69,6 +75,8 @@ impl NodeTask {
                 started: Instant::now(),
                 broadcast_upto: 0,
                 waiters: HashMap::new(),
+                election_since: None,
+                ticks: 0,
             },
             view_rx,
         )
@@ -90,6 +98,10 @@ impl NodeTask {
                     let now = self.now();
                     self.node.step(now, Input::Tick);
                     self.after_step();
+                    self.ticks += 1;
+                    if self.ticks.is_multiple_of(10) {
+                        self.refresh_gauges();
+                    }
                 }
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break };
@@ -159,9 +171,11 @@ impl NodeTask {
                 ..
             } => {
                 if !self.node.is_serving_leader() {
+                    metrics::client_connection("redirected");
                     let frame = self.leader_info_frame(false);
                     return self.clients.send_and_close(conn, frame);
                 }
+                metrics::client_connection("accepted");
                 let last = self.broadcast_upto;
                 let recent = last.saturating_sub(self.settings.history_on_connect as Seq);
                 let (from, reset) = match from_sequence {
@@ -206,12 +220,16 @@ impl NodeTask {
                     content: chat.content,
                     timestamp: unix_timestamp(),
                 };
+                let received = Instant::now();
                 match self.node.propose(self.now(), proposal) {
-                    Ok(ProposeOutcome::Appended(seq) | ProposeOutcome::Duplicate(seq)) => {
+                    Ok(
+                        outcome @ (ProposeOutcome::Appended(seq) | ProposeOutcome::Duplicate(seq)),
+                    ) => {
+                        metrics::message_received(matches!(outcome, ProposeOutcome::Duplicate(_)));
                         if seq <= self.broadcast_upto {
                             self.send_delivered(conn, seq);
                         } else {
-                            self.waiters.entry(key).or_default().push(conn);
+                            self.waiters.entry(key).or_default().push((conn, received));
                         }
                     }
                     Err(ProposeError::NotLeader(_)) => {
@@ -304,6 +322,12 @@ impl NodeTask {
         for action in self.node.take_actions() {
             match action {
                 Action::Send { to, body } => {
+                    match &body {
+                        PeerBody::Heartbeat { .. } => metrics::heartbeat_sent(self.neighbor(to.id)),
+                        PeerBody::ElectionVote { .. } => metrics::election_message("election"),
+                        PeerBody::ElectionLeader { .. } => metrics::election_message("elected"),
+                        _ => {}
+                    }
                     self.links.send(Some(to.id), &to.address, to.port, body)
                 }
                 Action::SendToAddress {
@@ -311,8 +335,68 @@ impl NodeTask {
                     port,
                     body,
                 } => self.links.send(None, &address, port, body),
-                Action::Notice(n) => log_notice(&n),
+                Action::Notice(n) => self.notice(&n),
             }
+        }
+    }
+
+    /// Which neighbour `id` is, as a metrics label.
+    fn neighbor(&self, id: NodeId) -> &'static str {
+        let me = self.settings.id;
+        let ring = self.node.ring();
+        if ring.successor(me).is_some_and(|n| n.id == id) {
+            "successor"
+        } else if ring.predecessor(me).is_some_and(|n| n.id == id) {
+            "predecessor"
+        } else {
+            "other"
+        }
+    }
+
+    /// Gauges that change with every message are sampled, not set on each change.
+    fn refresh_gauges(&self) {
+        let log = self.node.log();
+        metrics::history(log.last_seq(), log.text_bytes());
+        metrics::clients(self.clients.sessions());
+        if self.node.role() == Role::Leader {
+            for (id, p) in self.node.followers() {
+                metrics::replication_lag(*id, p.lag(log.last_seq()));
+            }
+        }
+    }
+
+    fn notice(&self, n: &Notice) {
+        match n {
+            Notice::ElectionStarted { trigger, epoch } => {
+                metrics::election_started(*trigger);
+                tracing::info!(trigger = trigger.as_str(), epoch, "Election started.")
+            }
+            Notice::LeaderReady { recovered } => {
+                tracing::info!(recovered, "Leader recovery finished.")
+            }
+            Notice::PeerFailed { id, cause } => {
+                metrics::ring_repair(cause);
+                tracing::warn!(peer = id, cause, "Server taken for failed.")
+            }
+            Notice::HeartbeatMissed { id } => {
+                metrics::heartbeat_missed(self.neighbor(*id));
+                tracing::debug!(peer = id, "Heartbeat late.")
+            }
+            Notice::HeartbeatRtt { id, millis } => {
+                metrics::heartbeat_rtt(self.neighbor(*id), *millis as f64 / 1000.0)
+            }
+            Notice::StaleMessage { kind } => {
+                metrics::stale_message(kind);
+                tracing::debug!(kind, "Stale-epoch message refused.")
+            }
+            Notice::FollowerReset { id } => {
+                tracing::warn!(
+                    peer = id,
+                    "Follower history diverged; merging it into ours."
+                )
+            }
+            Notice::HistoryReset => tracing::warn!("Our history diverged; taking the leader's."),
+            Notice::RoleChanged | Notice::RingChanged => {}
         }
     }
 
@@ -323,6 +407,22 @@ impl NodeTask {
         let old = self.view.borrow().clone();
         if new == old {
             return;
+        }
+        metrics::view(new.role, new.leader.is_some(), new.epoch, new.members.len());
+        if new.leader.as_ref().map(|l| l.id) != old.leader.as_ref().map(|l| l.id)
+            && new.leader.is_some()
+        {
+            metrics::leader_changed();
+        }
+        match (old.role, new.role) {
+            (Role::Candidate, Role::Candidate) => {}
+            (_, Role::Candidate) => self.election_since = Some(Instant::now()),
+            (Role::Candidate, _) => {
+                if let Some(t) = self.election_since.take() {
+                    metrics::election_finished(t.elapsed().as_secs_f64());
+                }
+            }
+            _ => {}
         }
         if new.role != old.role || new.leader != old.leader || new.epoch != old.epoch {
             tracing::info!(
@@ -378,7 +478,8 @@ impl NodeTask {
             }));
             self.clients.broadcast(&frame);
             if let Some(conns) = self.waiters.remove(&(e.client_id, e.message_id)) {
-                for conn in conns {
+                for (conn, received) in conns {
+                    metrics::commit_latency(received.elapsed().as_secs_f64());
                     self.send_delivered(conn, e.sequence_number);
                 }
             }
@@ -394,29 +495,5 @@ fn view_of(node: &Node) -> NodeView {
         leader: node.leader().cloned(),
         serving: node.is_serving_leader(),
         members: node.ring().ids(),
-    }
-}
-
-fn log_notice(n: &Notice) {
-    match n {
-        Notice::ElectionStarted { trigger, epoch } => {
-            tracing::info!(trigger = trigger.as_str(), epoch, "Election started.")
-        }
-        Notice::LeaderReady { recovered } => {
-            tracing::info!(recovered, "Leader recovery finished.")
-        }
-        Notice::PeerFailed { id, cause } => {
-            tracing::warn!(peer = id, cause, "Server taken for failed.")
-        }
-        Notice::HeartbeatMissed { id } => tracing::debug!(peer = id, "Heartbeat late."),
-        Notice::StaleMessage { kind } => tracing::debug!(kind, "Stale-epoch message refused."),
-        Notice::FollowerReset { id } => {
-            tracing::warn!(
-                peer = id,
-                "Follower history diverged; merging it into ours."
-            )
-        }
-        Notice::HistoryReset => tracing::warn!("Our history diverged; taking the leader's."),
-        Notice::RoleChanged | Notice::RingChanged | Notice::HeartbeatRtt { .. } => {}
     }
 }
