@@ -64,6 +64,11 @@ impl Clients {
     /// Queues a last frame and closes the connection once it is written.
     pub fn send_and_close(&mut self, conn: ConnId, frame: Bytes) {
         self.send(conn, frame);
+        self.close(conn);
+    }
+
+    /// Closes the connection once what is queued for it is written.
+    pub fn close(&mut self, conn: ConnId) {
         self.send(conn, Bytes::new());
         self.clients.remove(&conn);
     }

@@ -243,7 +243,7 @@ impl NodeTask {
                     ),
                 }
             }
-            ClientRequest::Disconnect => self.clients.send_and_close(conn, Bytes::new()),
+            ClientRequest::Disconnect => self.clients.close(conn),
         }
     }
 
