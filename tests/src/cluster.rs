@@ -1,0 +1,410 @@
+//! A set of real `ringchatd` processes on 127.0.0.1 (or inside a network namespace).
+//!
+//! Each node has its own ports, an admin socket and a log file (its stderr) in the
+//! cluster's temporary directory. With static discovery a node is started with a `--peer`
+//! for every other node the cluster knows at that moment, so a node added later joins a
+//! ring that does not know it yet. Dropping the cluster kills every node; if the test is
+//! failing, it first prints the tail of each node's log and keeps the directory.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use ringchat_proto::{ChatEntry, NodeId};
+use tempfile::TempDir;
+
+use crate::admin::{self, Status};
+use crate::bins::binaries;
+use crate::netns::NetNs;
+use crate::ports::{NodePorts, node_ports, udp_port};
+use crate::process;
+use crate::wait::{SHORT, wait_for};
+
+/// Lines of each node's log printed when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+
+/// How the nodes find each other.
+#[derive(Debug, Clone)]
+enum Discovery {
+    /// `--peer` lists.
+    Static,
+    /// UDP multicast inside a namespace.
+    Multicast {
+        netns: String,
+        group: Ipv4Addr,
+        port: u16,
+        cluster: String,
+    },
+}
+
+#[derive(Debug)]
+struct Node {
+    ports: NodePorts,
+    /// The running process; `None` before start and after stop or kill.
+    child: Option<Child>,
+}
+
+/// A cluster of `ringchatd` processes; see the module docs.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: TempDir,
+    discovery: Discovery,
+    nodes: Mutex<BTreeMap<NodeId, Node>>,
+}
+
+impl Cluster {
+    /// A static-discovery cluster of `ids` on 127.0.0.1 with fresh ports; nothing runs yet.
+    pub fn new(ids: &[NodeId]) -> Cluster {
+        Self::with_discovery(ids, Discovery::Static)
+    }
+
+    /// A multicast-discovery cluster inside `netns` (no `--peer`; a test-unique multicast
+    /// port and cluster name; multicast on the namespace's loopback); nothing runs yet.
+    pub fn multicast(ids: &[NodeId], netns: &NetNs) -> Cluster {
+        let port = udp_port();
+        Self::with_discovery(
+            ids,
+            Discovery::Multicast {
+                netns: netns.name().to_string(),
+                group: Ipv4Addr::new(239, 255, 255, 250),
+                port,
+                cluster: format!("test-{}-{port}", std::process::id()),
+            },
+        )
+    }
+
+    /// A static-discovery cluster with every node of `ids` started, in that order.
+    pub fn start_all(ids: &[NodeId]) -> Cluster {
+        let cluster = Self::new(ids);
+        for &id in ids {
+            cluster.start(id);
+        }
+        cluster
+    }
+
+    fn with_discovery(ids: &[NodeId], discovery: Discovery) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ringchat-cluster-")
+            .tempdir()
+            .expect("temporary directory");
+        let cluster = Cluster {
+            dir,
+            discovery,
+            nodes: Mutex::new(BTreeMap::new()),
+        };
+        for &id in ids {
+            cluster.add(id);
+        }
+        cluster
+    }
+
+    fn nodes(&self) -> MutexGuard<'_, BTreeMap<NodeId, Node>> {
+        self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds node `id` with fresh ports, not started.
+    pub fn add(&self, id: NodeId) {
+        let node = Node {
+            ports: node_ports(),
+            child: None,
+        };
+        assert!(
+            self.nodes().insert(id, node).is_none(),
+            "node {id} exists already"
+        );
+    }
+
+    /// Starts node `id` (again, after a stop or kill: same ports, socket and log file).
+    pub fn start(&self, id: NodeId) {
+        let mut nodes = self.nodes();
+        let peers: Vec<u16> = nodes
+            .iter()
+            .filter(|(other, _)| **other != id)
+            .map(|(_, n)| n.ports.ring)
+            .collect();
+        let node = nodes.get_mut(&id).expect("unknown node");
+        assert!(node.child.is_none(), "node {id} is running already");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(id))
+            .expect("log file");
+        let netns = match &self.discovery {
+            Discovery::Static => None,
+            Discovery::Multicast { netns, .. } => Some(netns.as_str()),
+        };
+        let mut cmd = process::command(&binaries().ringchatd, netns);
+        cmd.arg(id.to_string())
+            .args(["--address", "127.0.0.1"])
+            .args(["--port", &node.ports.ring.to_string()])
+            .args(["--client-port", &node.ports.client.to_string()])
+            .arg("--admin-socket")
+            .arg(self.socket(id))
+            .args(["--log-level", "debug"]);
+        match &self.discovery {
+            Discovery::Static => {
+                cmd.args(["--discovery", "static"]);
+                for p in peers {
+                    cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+                }
+            }
+            Discovery::Multicast {
+                group,
+                port,
+                cluster,
+                ..
+            } => {
+                cmd.args(["--discovery", "multicast"])
+                    .args(["--multicast-group", &group.to_string()])
+                    .args(["--multicast-port", &port.to_string()])
+                    .args(["--multicast-interface", "127.0.0.1"])
+                    .args(["--cluster", cluster]);
+            }
+        }
+        let stdout: File = log.try_clone().expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start ringchatd {id}: {e}"));
+        node.child = Some(child);
+    }
+
+    /// Sends SIGTERM to node `id` and waits for it to exit; returns its exit status.
+    pub fn stop(&self, id: NodeId) -> ExitStatus {
+        let mut child = self.take_child(id);
+        process::signal(&child, Signal::SIGTERM);
+        match process::wait_exit(&mut child, SHORT) {
+            Some(status) => status,
+            None => {
+                process::kill9(&mut child);
+                panic!(
+                    "node {id} did not exit within {SHORT:?} of SIGTERM; log:\n{}",
+                    self.log_tail(id)
+                );
+            }
+        }
+    }
+
+    /// Kills node `id` with SIGKILL.
+    pub fn kill9(&self, id: NodeId) {
+        process::kill9(&mut self.take_child(id));
+    }
+
+    fn take_child(&self, id: NodeId) -> Child {
+        self.nodes()
+            .get_mut(&id)
+            .and_then(|n| n.child.take())
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    /// The ids of the nodes started and not stopped, ascending.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes()
+            .iter()
+            .filter(|(_, n)| n.child.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// `127.0.0.1:<client port>` of node `id`.
+    pub fn client_addr(&self, id: NodeId) -> String {
+        format!("127.0.0.1:{}", self.ports(id).client)
+    }
+
+    /// The client addresses of every node, highest id first.
+    pub fn client_addrs(&self) -> Vec<String> {
+        let ids: Vec<NodeId> = self.nodes().keys().rev().copied().collect();
+        ids.into_iter().map(|id| self.client_addr(id)).collect()
+    }
+
+    /// `127.0.0.1:<ring port>` of node `id`.
+    pub fn ring_addr(&self, id: NodeId) -> String {
+        format!("127.0.0.1:{}", self.ports(id).ring)
+    }
+
+    /// The multicast `--multicast-*` and `--cluster` arguments a client needs to find this
+    /// cluster (empty for static discovery).
+    pub fn multicast_client_args(&self) -> Vec<String> {
+        match &self.discovery {
+            Discovery::Static => Vec::new(),
+            Discovery::Multicast {
+                group,
+                port,
+                cluster,
+                ..
+            } => [
+                "--discovery",
+                "multicast",
+                "--multicast-group",
+                &group.to_string(),
+                "--multicast-port",
+                &port.to_string(),
+                "--multicast-interface",
+                "127.0.0.1",
+                "--cluster",
+                cluster,
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+
+    fn ports(&self, id: NodeId) -> NodePorts {
+        self.nodes().get(&id).expect("unknown node").ports
+    }
+
+    /// Path of node `id`'s admin socket.
+    pub fn socket(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(format!("node{id}.sock"))
+    }
+
+    fn log_path(&self, id: NodeId) -> PathBuf {
+        self.dir.path().join(format!("node{id}.log"))
+    }
+
+    /// The last lines of node `id`'s log.
+    pub fn log_tail(&self, id: NodeId) -> String {
+        let text = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    /// Panics (with its log) if node `id` was started and has exited without being told to.
+    pub fn assert_alive(&self, id: NodeId) {
+        let exited = self
+            .nodes()
+            .get_mut(&id)
+            .and_then(|n| n.child.as_mut())
+            .and_then(|c| c.try_wait().ok().flatten());
+        if let Some(status) = exited {
+            panic!(
+                "node {id} exited unexpectedly ({status}); log:\n{}",
+                self.log_tail(id)
+            );
+        }
+    }
+
+    /// Node `id`'s status, or why it is not available (not up yet, ...). Panics if the node
+    /// died on its own.
+    pub fn try_status(&self, id: NodeId) -> Result<Status, String> {
+        self.assert_alive(id);
+        admin::status(&self.socket(id)).map_err(|e| format!("node {id}: {e}"))
+    }
+
+    /// Node `id`'s status; panics if it does not answer.
+    pub fn status(&self, id: NodeId) -> Status {
+        self.try_status(id).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Node `id`'s whole history; panics if it does not answer.
+    pub fn history(&self, id: NodeId) -> Vec<ChatEntry> {
+        self.assert_alive(id);
+        admin::history(&self.socket(id)).unwrap_or_else(|e| panic!("node {id}: {e}"))
+    }
+
+    /// Waits until node `id`'s admin socket answers.
+    pub fn wait_ready(&self, id: NodeId) -> Status {
+        wait_for(
+            SHORT,
+            &format!("node {id} to answer on its admin socket"),
+            || self.try_status(id),
+        )
+    }
+
+    /// Waits until every running node agrees that `leader` leads in one epoch, the leader
+    /// serves clients, every node's ring is exactly the running nodes and each node's
+    /// successor and predecessor are its neighbours in id order. Returns the leader's status.
+    pub fn wait_converged(&self, leader: NodeId, timeout: Duration) -> Status {
+        wait_for(
+            timeout,
+            &format!("nodes {:?} to agree that {leader} leads", self.running()),
+            || self.check_converged(leader),
+        )
+    }
+
+    fn check_converged(&self, leader: NodeId) -> Result<Status, String> {
+        let running = self.running();
+        let statuses = running
+            .iter()
+            .map(|&id| self.try_status(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let all = || {
+            statuses
+                .iter()
+                .map(Status::summary)
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let head = statuses
+            .iter()
+            .find(|s| s.id == leader)
+            .ok_or_else(|| format!("node {leader} is not running"))?;
+        for (i, s) in statuses.iter().enumerate() {
+            let role = if s.id == leader { "leader" } else { "follower" };
+            let n = running.len();
+            let ring_ok = n == 1
+                || (s.successor == Some(running[(i + 1) % n])
+                    && s.predecessor == Some(running[(i + n - 1) % n]));
+            let ok = s.leader_id() == Some(leader)
+                && s.epoch == head.epoch
+                && s.role == role
+                && s.member_ids() == running
+                && ring_ok;
+            if !ok {
+                return Err(all());
+            }
+        }
+        if !head.serving {
+            return Err(all());
+        }
+        Ok(head.clone())
+    }
+
+    /// Waits until the nodes `ids` hold identical histories of exactly `len` entries, and
+    /// returns that history.
+    pub fn wait_same_history(&self, ids: &[NodeId], len: usize) -> Vec<ChatEntry> {
+        wait_for(
+            SHORT,
+            &format!("nodes {ids:?} to hold the same {len} entries"),
+            || {
+                let histories: Vec<Vec<ChatEntry>> =
+                    ids.iter().map(|&id| self.history(id)).collect();
+                let lens: Vec<usize> = histories.iter().map(Vec::len).collect();
+                if lens.iter().all(|&l| l == len) && histories.windows(2).all(|w| w[0] == w[1]) {
+                    Ok(histories.into_iter().next().unwrap_or_default())
+                } else {
+                    Err(format!("history lengths {lens:?} (or contents differ)"))
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        let ids: Vec<NodeId> = self.nodes().keys().copied().collect();
+        for node in self.nodes().values_mut() {
+            if let Some(child) = node.child.as_mut() {
+                process::kill9(child);
+            }
+        }
+        if failing {
+            for id in ids {
+                eprintln!(
+                    "----- node {id}: last {LOG_TAIL_LINES} log lines -----\n{}",
+                    self.log_tail(id)
+                );
+            }
+            self.dir.disable_cleanup(true);
+            eprintln!("----- logs kept in {} -----", self.dir.path().display());
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Failover: the leader dies (`kill -9`) while the real `ringchat-client` keeps sending.
+//! The next highest id leads, the client follows by itself and gets every message acked,
+//! and every survivor stores every acked message exactly once at the same
+//! `sequence_number`. The time from the kill to the next ack is reported (not asserted).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ringchat_cluster_tests::cluster::Cluster;
+use ringchat_cluster_tests::real_client::RealClient;
+use ringchat_cluster_tests::wait::{SHORT, wait_until};
+use ringchat_cluster_tests::{ChatEntry, NodeId, Seq, report};
+
+/// Gap between two lines the client is fed.
+const PACE: Duration = Duration::from_millis(10);
+
+/// Checks what the survivors hold against what the client saw acked: `total` entries,
+/// identical everywhere, sequence numbers 1..=total, each acked message once at its
+/// acked sequence number, no `(client_id, message_id)` twice, every line's text once.
+fn check_survivors(
+    cluster: &Cluster,
+    survivors: &[NodeId],
+    acked: &BTreeMap<String, Seq>,
+    total: usize,
+) -> Vec<ChatEntry> {
+    let history = cluster.wait_same_history(survivors, total);
+    let seqs: Vec<Seq> = history.iter().map(|e| e.sequence_number).collect();
+    assert_eq!(
+        seqs,
+        (1..=total as Seq).collect::<Vec<_>>(),
+        "sequence numbers"
+    );
+    let keys: BTreeSet<(&str, &str)> = history
+        .iter()
+        .map(|e| (e.client_id.as_str(), e.message_id.as_str()))
+        .collect();
+    assert_eq!(
+        keys.len(),
+        history.len(),
+        "a (client_id, message_id) is stored twice"
+    );
+    for (id, seq) in acked {
+        let at: Vec<Seq> = history
+            .iter()
+            .filter(|e| &e.message_id == id)
+            .map(|e| e.sequence_number)
+            .collect();
+        assert_eq!(
+            at,
+            vec![*seq],
+            "acked message {id} must be stored once, at {seq}"
+        );
+    }
+    let texts: BTreeSet<&str> = history.iter().map(|e| e.content.as_str()).collect();
+    let expected: BTreeSet<String> = (1..=total).map(|i| format!("message {i}")).collect();
+    assert_eq!(
+        texts,
+        expected.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        "every line is stored once"
+    );
+    history
+}
+
+/// Feeds `client` the lines `range`, PACE apart; when line `kill_at.0` is out and acked,
+/// kills leader `kill_at.1` and returns when that happened.
+fn feed(
+    cluster: &Cluster,
+    client: &mut RealClient,
+    range: std::ops::RangeInclusive<usize>,
+    kill_at: (usize, NodeId),
+) -> Instant {
+    let mut killed = None;
+    for i in range {
+        client.send_line(&format!("message {i}"));
+        if i == kill_at.0 {
+            wait_until(SHORT, &format!("{i} acks before the kill"), || {
+                client.delivered().len() >= i
+            });
+            cluster.kill9(kill_at.1);
+            killed = Some(Instant::now());
+        }
+        std::thread::sleep(PACE);
+    }
+    killed.expect("the kill point lies in the range")
+}
+
+/// Milliseconds from `since` to the first ack after it.
+fn first_ack_after(client: &RealClient, since: Instant) -> u128 {
+    client
+        .deliveries()
+        .iter()
+        .filter(|(_, _, at)| *at > since)
+        .map(|(_, _, at)| at.duration_since(since).as_millis())
+        .min()
+        .expect("an ack after the kill")
+}
+
+#[test]
+fn leader_kill9_while_a_client_sends() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    let before = cluster.wait_converged(3, SHORT);
+    let mut client = RealClient::scripted(&cluster.client_addrs(), "sender", "failover-1");
+
+    let total = 60;
+    let killed = feed(&cluster, &mut client, 1..=total, (20, 3));
+    let status = client.finish();
+    assert!(
+        status.success(),
+        "ringchat-client exited with {status}; stderr:\n{}",
+        client.stderr()
+    );
+    let acked = client.delivered();
+    assert_eq!(
+        acked.len(),
+        total,
+        "every line is acked once the client exits 0"
+    );
+    report(&format!(
+        "failover: leader kill -9 to the next acked message: {} ms",
+        first_ack_after(&client, killed)
+    ));
+
+    let after = cluster.wait_converged(2, SHORT);
+    assert!(
+        after.epoch > before.epoch,
+        "a new election raises the epoch"
+    );
+    check_survivors(&cluster, &[1, 2], &acked, total);
+}
+
+#[test]
+fn two_leaders_killed_in_a_row() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let mut client = RealClient::scripted(&cluster.client_addrs(), "sender", "failover-2");
+
+    let killed = feed(&cluster, &mut client, 1..=20, (10, 3));
+    cluster.wait_converged(2, SHORT);
+    report(&format!(
+        "failover 3 -> 2: {} ms to the next acked message",
+        first_ack_after(&client, killed)
+    ));
+    let killed = feed(&cluster, &mut client, 21..=40, (30, 2));
+    let status = client.finish();
+    assert!(status.success(), "stderr:\n{}", client.stderr());
+    report(&format!(
+        "failover 2 -> 1: {} ms to the next acked message",
+        first_ack_after(&client, killed)
+    ));
+
+    cluster.wait_converged(1, SHORT);
+    let acked = client.delivered();
+    assert_eq!(acked.len(), 40);
+    check_survivors(&cluster, &[1], &acked, 40);
+}
