@@ -135,7 +135,7 @@ impl Node {
                 epoch,
             } => {
                 self.seen_epoch = self.seen_epoch.max(epoch);
-                self.on_discovered(node, leader)
+                self.on_discovered(node, leader, epoch)
             }
         }
     }

@@ -37,6 +37,9 @@ pub struct FollowerProgress {
     pub last_ack: Millis,
     /// Next entry to pull while merging.
     pub pull_seq: Seq,
+    /// While merging: everything pulled so far is identical to our own history, so its
+    /// next entries simply continue ours.
+    pub merge_prefix: bool,
     /// Its newest entry as it last reported it (join request or report to a new leader).
     pub reported_last: Seq,
     /// The epoch of that entry.
@@ -54,6 +57,7 @@ impl FollowerProgress {
             waiting_since: Some(now),
             last_ack: now,
             pull_seq: 1,
+            merge_prefix: true,
             reported_last: 0,
             reported_epoch: 0,
         }

@@ -55,6 +55,9 @@ struct Sim {
     multicast: bool,
     /// Delivery time of the last frame per link: links are FIFO, like TCP.
     link_clock: HashMap<(NodeId, NodeId), u64>,
+    /// Messages a side's leader took during a partition: acknowledged once that leader
+    /// commits them.
+    pending_at: Vec<(NodeId, (String, String), Seq)>,
 }
 
 impl Sim {
@@ -72,6 +75,7 @@ impl Sim {
             announcements: HashMap::new(),
             multicast,
             link_clock: HashMap::new(),
+            pending_at: Vec::new(),
         }
     }
 
@@ -319,6 +323,36 @@ impl Sim {
         self.resend_pending();
     }
 
+    /// A client on each side of a partition sends a message to the leader it can reach.
+    fn client_send_everywhere(&mut self, n: usize) {
+        let leaders: Vec<NodeId> = self
+            .live()
+            .into_iter()
+            .filter(|id| self.node(*id).is_serving_leader())
+            .collect();
+        let now = self.now;
+        for (i, leader) in leaders.into_iter().enumerate() {
+            let key = (format!("client{i}"), format!("m{n}"));
+            let Some(Some(node)) = self.nodes.get_mut(&leader) else {
+                continue;
+            };
+            let r = node.propose(
+                now,
+                Proposal {
+                    client_id: key.0.clone(),
+                    message_id: key.1.clone(),
+                    username: "u".into(),
+                    content: key.1.clone(),
+                    timestamp: 0.0,
+                },
+            );
+            if let Ok(ProposeOutcome::Appended(seq)) = r {
+                self.pending_at.push((leader, key.clone(), seq));
+            }
+            self.flush(leader);
+        }
+    }
+
     /// Clients resend every unacknowledged message with its original id.
     fn resend_pending(&mut self) {
         let Some(leader) = self.serving_leader() else {
@@ -353,6 +387,25 @@ impl Sim {
     }
 
     fn record_acks(&mut self) {
+        // Messages taken by a partition's leader count as acknowledged once it commits them.
+        let mut acked = Vec::new();
+        self.pending_at
+            .retain(|(leader, key, seq)| match self.nodes.get(leader) {
+                Some(Some(node)) if node.is_serving_leader() && node.commit_seq() >= *seq => {
+                    if node.log().find(&key.0, &key.1) == Some(*seq) {
+                        acked.push((key.clone(), *seq));
+                    }
+                    false
+                }
+                Some(Some(node)) => node.is_serving_leader(),
+                _ => false,
+            });
+        for (key, seq) in acked {
+            self.msgs.push(ClientMsg {
+                key,
+                acked_seq: Some(seq),
+            });
+        }
         let Some(leader) = self.serving_leader() else {
             return;
         };
@@ -410,6 +463,42 @@ impl Sim {
                         m.key
                     );
                 }
+            }
+        }
+    }
+
+    /// Invariant 6: after a partition healed, every server holds the same history and every
+    /// message acknowledged on either side is in it exactly once (its sequence number may
+    /// have moved when the sides were merged).
+    fn check_merged_histories(&self) {
+        let live = self.live();
+        let reference = self.node(live[0]).log();
+        for id in &live {
+            let log = self.node(*id).log();
+            assert_eq!(
+                log.last_seq(),
+                reference.last_seq(),
+                "server {id} differs in length"
+            );
+            let mut seen = HashSet::new();
+            for seq in 1..=log.last_seq() {
+                let e = log.get(seq).unwrap();
+                assert_eq!(
+                    e,
+                    reference.get(seq).unwrap(),
+                    "server {id} differs at {seq}"
+                );
+                assert!(
+                    seen.insert((e.client_id.clone(), e.message_id.clone())),
+                    "duplicate at {seq}"
+                );
+            }
+            for m in self.msgs.iter().filter(|m| m.acked_seq.is_some()) {
+                assert!(
+                    log.find(&m.key.0, &m.key.1).is_some(),
+                    "acked {:?} lost on {id}",
+                    m.key
+                );
             }
         }
     }
@@ -514,6 +603,36 @@ fn regression_crash_restart_5() {
 #[test]
 fn regression_crash_6() {
     crash_scenario(12651806133627251170, 5, &[(95, false), (250, false)]);
+}
+
+#[test]
+fn regression_crash_restart_7() {
+    crash_scenario(
+        14792294966732551516,
+        3,
+        &[
+            (160, true),
+            (160, true),
+            (215, false),
+            (120, false),
+            (80, false),
+        ],
+    );
+}
+
+#[test]
+fn regression_partition_1() {
+    partition_scenario(12927953085916922953, 3, &[(2, 1140), (1, 1085), (2, 340)]);
+}
+
+#[test]
+fn regression_partition_2() {
+    partition_scenario(13639750100066727894, 5, &[(2, 115), (3, 1210)]);
+}
+
+#[test]
+fn regression_partition_3() {
+    partition_scenario(17346271474293107184, 5, &[(1, 635)]);
 }
 
 #[test]
@@ -651,6 +770,58 @@ proptest! {
     ) {
         crash_scenario(seed, n, &faults);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Partitions under load, each side serving on its own, then healed: one leader (the
+    /// highest id), one history, every acknowledged message in it once.
+    #[test]
+    fn partitions_heal_into_one_history(
+        seed in any::<u64>(),
+        n in 3usize..6,
+        cuts in proptest::collection::vec((1u64..5, 100u64..1500), 1..4),
+    ) {
+        partition_scenario(seed, n, &cuts);
+    }
+}
+
+fn partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)]) {
+    let mut sim = Sim::new(seed, true);
+    let ids: Vec<NodeId> = (1..=n as NodeId).collect();
+    for id in &ids {
+        sim.start(*id);
+    }
+    sim.run_until_settled(10_000);
+    let mut msg = 0;
+    for &(mask, duration) in cuts {
+        let side: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|id| (mask >> (id % 3)) & 1 == 1)
+            .collect();
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("t={} PARTITION {side:?}", sim.now);
+        }
+        sim.partition(&side);
+        for _ in 0..duration / STEP_MS {
+            if msg % 3 == 0 {
+                // Clients on both sides: each side's leader takes messages.
+                sim.client_send_everywhere(msg);
+            }
+            msg += 1;
+            sim.step();
+        }
+        if std::env::var_os("SIM_TRACE").is_some() {
+            eprintln!("t={} HEAL", sim.now);
+        }
+        sim.heal();
+        sim.run_for(200);
+    }
+    let leader = sim.run_until_settled(30_000);
+    assert_eq!(leader, n as NodeId);
+    sim.check_merged_histories();
 }
 
 fn crash_scenario(seed: u64, n: usize, faults: &[(u64, bool)]) {

@@ -87,6 +87,10 @@ impl Node {
             return;
         }
         let succ = self.successor_id();
+        if succ == self.me.id && candidate < self.me.id {
+            // Nobody else is in our view of the ring: our own vote would come straight back.
+            return self.win(epoch);
+        }
         if candidate > self.me.id {
             self.participant = true;
             self.send(succ, PeerBody::ElectionVote { epoch, candidate });

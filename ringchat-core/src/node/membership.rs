@@ -184,12 +184,16 @@ impl Node {
         }
     }
 
-    pub(super) fn on_discovered(&mut self, node: NodeInfo, leader: Option<NodeInfo>) {
+    pub(super) fn on_discovered(&mut self, node: NodeInfo, leader: Option<NodeInfo>, epoch: Epoch) {
         if node.id == self.me.id {
             return;
         }
-        if self.is_follower_of(node.id) && leader.as_ref().is_none_or(|l| l.id != node.id) {
-            // Our leader announces that it does not lead: it restarted or stepped down.
+        if self.is_follower_of(node.id)
+            && epoch < self.epoch
+            && leader.as_ref().is_none_or(|l| l.id != node.id)
+        {
+            // Our leader announces an older epoch and no leadership: it restarted. (A
+            // leader that hands over announces a newer epoch instead.)
             return self.peer_failed(node.id, "restarted");
         }
         let leader = leader.filter(|l| l.id != self.me.id);

@@ -1,7 +1,9 @@
-//! Merging a follower whose history diverged from ours (both sides of a partition took
-//! messages): we pull its entries and append, in its order and with new sequence numbers,
-//! every message we do not hold yet; then its history is replaced by ours. No message
-//! acknowledged on either side is lost, none is stored twice.
+//! Merging a follower whose history is not a prefix of ours: it is ahead of us (it heard
+//! from an old leader what we did not), or it diverged (both sides of a partition took
+//! messages). We pull its entries from the start: where they continue our history exactly
+//! they are taken as they are; after the first difference, every message we do not hold
+//! yet is appended in its order with a new sequence number. Then its history is replaced
+//! by ours. No message acknowledged on either side is lost, none is stored twice.
 
 use ringchat_proto::peer::PeerBody;
 use ringchat_proto::{ChatEntry, NodeId, Seq};
@@ -15,6 +17,7 @@ impl Node {
         if let Some(p) = self.followers.get_mut(&id) {
             p.state = FollowerState::Merging;
             p.pull_seq = 1;
+            p.merge_prefix = true;
             p.waiting_since = Some(now);
         }
         self.notice(crate::Notice::FollowerReset { id });
@@ -55,8 +58,20 @@ impl Node {
             return; // an answer to an older request
         }
         let got = entries.len() as Seq;
+        let mut prefix = p.merge_prefix;
         for e in entries {
-            if self.log.find(&e.client_id, &e.message_id).is_none() {
+            let seq = e.sequence_number;
+            if prefix && self.log.matches(seq, e.epoch) {
+                continue; // the same entry: our histories agree so far
+            }
+            let known = self.log.find(&e.client_id, &e.message_id).is_some();
+            if prefix && !known && seq == self.log.last_seq() + 1 {
+                // It continues our history: take it as it is (same number, same epoch).
+                self.log.append(e);
+                continue;
+            }
+            prefix = false;
+            if !known {
                 let seq = self.log.last_seq() + 1;
                 self.log.append(ChatEntry {
                     sequence_number: seq,
@@ -70,17 +85,31 @@ impl Node {
         let Some(p) = self.followers.get_mut(&from) else {
             return;
         };
+        p.merge_prefix = prefix;
         if got > 0 && next <= last_seq {
             p.pull_seq = next;
             p.waiting_since = Some(now);
             return self.request_merge_chunk(from, next);
         }
-        // All of its messages are ours now: replace its history with ours.
+        // All of its messages are ours now. Where its history is a prefix of ours it just
+        // continues; otherwise it is replaced by ours.
         p.state = FollowerState::Syncing;
-        p.reset = true;
-        p.match_seq = 0;
-        p.next_seq = 1;
+        if prefix {
+            p.reset = false;
+            p.match_seq = expected + got - 1;
+            p.next_seq = p.match_seq + 1;
+        } else {
+            p.reset = true;
+            p.match_seq = 0;
+            p.next_seq = 1;
+        }
         p.waiting_since = Some(now);
+        let caught_up = !p.reset && p.next_seq > self.log.last_seq();
+        if caught_up {
+            p.state = FollowerState::Replicating;
+            p.waiting_since = None;
+        }
         self.advance_commit();
+        self.maybe_hand_off();
     }
 }

@@ -111,9 +111,10 @@ impl Node {
         }
         if !continues || added == 0 {
             // Its history diverges from ours: it is merged once we serve, not pulled from.
+            // (An epoch no entry has marks it diverged: it will be merged, never pulled.)
             if let Some(p) = self.followers.get_mut(&from) {
-                p.reported_last = p.reported_last.min(self.log.last_seq() + 1);
-                p.reported_epoch = u64::MAX;
+                p.reported_last = 0;
+                p.reported_epoch = Epoch::MAX;
             }
         } else if self.log.last_seq() < last_seq {
             return self.request_entries(from);
@@ -169,6 +170,7 @@ impl Node {
         {
             p.state = FollowerState::Merging;
             p.pull_seq = 1;
+            p.merge_prefix = true;
             p.waiting_since = Some(self.now);
             self.notice(Notice::FollowerReset { id });
             self.request_merge_chunk(id, 1);
