@@ -1,0 +1,296 @@
+//! The command line: one subcommand per mode, shared connection and output options.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS;
+
+use crate::failover::{self, FailoverConfig};
+use crate::openloop::{self, Flavor, OpenLoopConfig};
+use crate::report::Report;
+use crate::session::{self, ConnectOptions};
+use crate::throughput::{self, ThroughputConfig};
+
+/// Drives a running RingChat cluster through the client protocol and reports throughput,
+/// latency percentiles, fan-out and failover times.
+#[derive(Debug, Parser)]
+#[command(name = "ringchat-bench", version, about, rename_all = "kebab-case")]
+pub struct Cli {
+    /// The mode.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// Benchmark modes.
+#[derive(Debug, Subcommand)]
+pub enum Mode {
+    /// N senders, each with up to W messages in flight: acked messages/s and commit latency.
+    Throughput(ThroughputArgs),
+    /// One sender at a fixed rate and L listeners: commit and delivery latency.
+    Latency(OpenLoopArgs),
+    /// One sender at a fixed rate and L listeners: deliveries/s across the listeners.
+    Fanout(OpenLoopArgs),
+    /// Kill the leader K times while sending: time from kill to the next acked message,
+    /// and a check that no acked message was lost.
+    Failover(FailoverArgs),
+    /// Wait until a leader serves clients and print its id (for scripts).
+    Leader(LeaderArgs),
+}
+
+/// Options every mode has.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Client addresses of the servers (`HOST:PORT,...`, client port = ring port + 100).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub servers: Vec<String>,
+    /// Bytes of text per message (1-4096).
+    #[arg(long, default_value_t = 100)]
+    pub size: usize,
+    /// Seconds to measure.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Stop each sender after this many messages (the measured time then ends at the last ack).
+    #[arg(long)]
+    pub messages: Option<u64>,
+    /// Reconnect and resend a message not acknowledged within this many seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub ack_timeout: f64,
+    /// Seconds to wait for outstanding acks and broadcasts at the end.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Give up finding a leader after this many seconds.
+    #[arg(long, default_value_t = 30.0)]
+    pub connect_timeout: f64,
+    /// `username` of the benchmark clients.
+    #[arg(long, default_value = "bench")]
+    pub username: String,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON object to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json_out: Option<PathBuf>,
+}
+
+/// `throughput` options.
+#[derive(Debug, Args)]
+pub struct ThroughputArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Sending connections.
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Messages in flight per sender.
+    #[arg(long, default_value_t = 100)]
+    pub window: usize,
+}
+
+/// `latency` and `fanout` options.
+#[derive(Debug, Args)]
+pub struct OpenLoopArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Messages per second from the sender.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// Listening clients.
+    #[arg(long, default_value_t = 10)]
+    pub listeners: usize,
+}
+
+/// `failover` options.
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: Common,
+    /// Leader kills.
+    #[arg(long, default_value_t = 5)]
+    pub kills: usize,
+    /// Directory of `<id>.pid` files.
+    #[arg(long)]
+    pub pids_dir: PathBuf,
+    /// Shell command that restarts server `{id}` in the background and returns
+    /// (e.g. `./start-node.sh {id}`); without it, killed servers stay down.
+    #[arg(long)]
+    pub restart_cmd: Option<String>,
+    /// Milliseconds between sends (each send also awaits the previous ack).
+    #[arg(long, default_value_t = 2.0)]
+    pub interval_ms: f64,
+    /// Seconds of steady sending after each recovery before the next kill.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
+    /// Seconds to wait for the first ack after a kill before giving up.
+    #[arg(long, default_value_t = 30.0)]
+    pub failover_timeout: f64,
+    /// Seconds to wait for a restarted server to rejoin.
+    #[arg(long, default_value_t = 30.0)]
+    pub rejoin_timeout: f64,
+}
+
+/// `leader` options.
+#[derive(Debug, Args)]
+pub struct LeaderArgs {
+    /// Client addresses of the servers.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub servers: Vec<String>,
+    /// Seconds to wait.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+}
+
+fn secs(name: &str, v: f64) -> Result<Duration> {
+    if !v.is_finite() || v < 0.0 {
+        bail!("--{name} must be a non-negative number of seconds, not {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Common {
+    fn check(&self) -> Result<()> {
+        if !(1..=DEFAULT_MAX_CONTENT_CHARS).contains(&self.size) {
+            bail!(
+                "--size must be 1..={DEFAULT_MAX_CONTENT_CHARS} bytes, not {}",
+                self.size
+            );
+        }
+        if self.messages == Some(0) {
+            bail!("--messages must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn connect(&self) -> Result<ConnectOptions> {
+        let mut c = ConnectOptions::new(self.servers.clone());
+        c.give_up_after = secs("connect-timeout", self.connect_timeout)?;
+        Ok(c)
+    }
+}
+
+/// A prefix for client ids that no earlier run used.
+pub fn run_id(mode: &str) -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("bench-{mode}-{}", &u[..8])
+}
+
+fn emit<R: Report>(r: &R, common: &Common) -> Result<()> {
+    let json = serde_json::to_string(r).context("encoding the report")?;
+    if let Some(path) = &common.json_out {
+        std::fs::write(path, format!("{json}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if common.json {
+        println!("{json}");
+    } else {
+        print!("{}", r.table());
+    }
+    Ok(())
+}
+
+/// Runs the chosen mode; `Ok(false)` when it ran but found a failure (lost messages).
+pub async fn run(cli: Cli) -> Result<bool> {
+    match cli.mode {
+        Mode::Throughput(a) => {
+            a.common.check()?;
+            if a.senders == 0 || a.window == 0 {
+                bail!("--senders and --window must be at least 1");
+            }
+            let cfg = ThroughputConfig {
+                connect: a.common.connect()?,
+                senders: a.senders,
+                window: a.window,
+                size: a.common.size,
+                warmup: secs("warmup", a.common.warmup)?,
+                duration: secs("duration", a.common.duration)?,
+                max_messages: a.common.messages,
+                drain: secs("drain", a.common.drain)?,
+                ack_timeout: secs("ack-timeout", a.common.ack_timeout)?,
+                run_id: run_id("tp"),
+                username: a.common.username.clone(),
+            };
+            let r = throughput::run(&cfg).await;
+            emit(&r, &a.common)?;
+            Ok(r.fatal.is_empty())
+        }
+        Mode::Latency(a) => open_loop(a, Flavor::Latency).await,
+        Mode::Fanout(a) => open_loop(a, Flavor::Fanout).await,
+        Mode::Failover(a) => {
+            a.common.check()?;
+            if a.interval_ms <= 0.0 || !a.interval_ms.is_finite() {
+                bail!("--interval-ms must be positive");
+            }
+            let cfg = FailoverConfig {
+                connect: a.common.connect()?,
+                kills: a.kills,
+                pids_dir: a.pids_dir,
+                restart_cmd: a.restart_cmd,
+                interval: Duration::from_secs_f64(a.interval_ms / 1000.0),
+                size: a.common.size,
+                warmup: secs("warmup", a.common.warmup)?,
+                settle: secs("settle", a.settle)?,
+                failover_timeout: secs("failover-timeout", a.failover_timeout)?,
+                rejoin_timeout: secs("rejoin-timeout", a.rejoin_timeout)?,
+                ack_timeout: secs("ack-timeout", a.common.ack_timeout)?,
+                run_id: run_id("fo"),
+                username: a.common.username.clone(),
+            };
+            let r = failover::run(&cfg).await?;
+            emit(&r, &a.common)?;
+            Ok(r.passed())
+        }
+        Mode::Leader(a) => {
+            let limit = secs("timeout", a.timeout)?;
+            let deadline = Instant::now() + limit;
+            loop {
+                for addr in &a.servers {
+                    if let Ok(info) =
+                        session::ping(addr, "bench-leader", Duration::from_millis(500)).await
+                        && info.is_leader
+                        && let Some(id) = info.leader_id
+                    {
+                        println!("{id}");
+                        return Ok(true);
+                    }
+                }
+                if Instant::now() >= deadline {
+                    bail!("no server of {} leads after {limit:?}", a.servers.join(","));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn open_loop(a: OpenLoopArgs, flavor: Flavor) -> Result<bool> {
+    a.common.check()?;
+    if !(a.rate > 0.0 && a.rate.is_finite()) {
+        bail!("--rate must be positive");
+    }
+    let cfg = OpenLoopConfig {
+        connect: a.common.connect()?,
+        rate: a.rate,
+        listeners: a.listeners,
+        size: a.common.size,
+        warmup: secs("warmup", a.common.warmup)?,
+        duration: secs("duration", a.common.duration)?,
+        max_messages: a.common.messages,
+        drain: secs("drain", a.common.drain)?,
+        ack_timeout: secs("ack-timeout", a.common.ack_timeout)?,
+        run_id: run_id(match flavor {
+            Flavor::Latency => "lat",
+            Flavor::Fanout => "fan",
+        }),
+        username: a.common.username.clone(),
+        flavor,
+    };
+    let r = openloop::run(&cfg).await?;
+    emit(&r, &a.common)?;
+    Ok(r.fatal.is_empty())
+}

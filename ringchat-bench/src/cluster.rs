@@ -1,0 +1,148 @@
+//! What the failover mode does to the servers besides talking to them: map client
+//! addresses to server ids (`client_ping` answers carry `"Server N"`), find a server's pid in
+//! `DIR/<id>.pid`, kill it with SIGKILL, and restart it through the user's command.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use ringchat_proto::NodeId;
+use ringchat_proto::server::LeaderInfo;
+use tokio::process::Command;
+use tokio::time::{sleep, timeout};
+
+use crate::session;
+use crate::wire;
+
+/// Pings every server once and returns `id -> client address`.
+pub async fn map_ids(
+    servers: &[String],
+    client_id: &str,
+    limit: Duration,
+) -> Result<BTreeMap<NodeId, String>> {
+    let mut ids = BTreeMap::new();
+    for addr in servers {
+        let info = session::ping(addr, client_id, limit)
+            .await
+            .with_context(|| format!("pinging {addr} to learn its id"))?;
+        let id = wire::server_id(&info.sender_id).ok_or_else(|| {
+            anyhow!(
+                "{addr}: client_ping_ack has sender_id {:?}, not \"Server N\"",
+                info.sender_id
+            )
+        })?;
+        if let Some(other) = ids.insert(id, addr.clone()) {
+            bail!("{addr} and {other} both say they are server {id}");
+        }
+    }
+    Ok(ids)
+}
+
+/// The pid in `dir/<id>.pid`.
+pub fn read_pid(dir: &Path, id: NodeId) -> Result<i32> {
+    let path = dir.join(format!("{id}.pid"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .with_context(|| format!("{} does not hold a pid: {:?}", path.display(), text.trim()))?;
+    if pid <= 1 {
+        bail!("{} holds pid {pid}, which is not a server", path.display());
+    }
+    Ok(pid)
+}
+
+/// Sends SIGKILL to `pid`.
+pub fn kill9(pid: i32) -> Result<()> {
+    kill(Pid::from_raw(pid), Signal::SIGKILL).with_context(|| format!("kill -9 {pid}"))
+}
+
+/// Runs `template` with `{id}` replaced through `sh -c` and waits (at most `limit`) for it
+/// to exit 0. The command must start the server in the background and return; its output
+/// should go to a file, since the bench tool does not wait for inherited pipes.
+pub async fn restart(template: &str, id: NodeId, limit: Duration) -> Result<()> {
+    let cmd = template.replace("{id}", &id.to_string());
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting restart command {cmd:?}"))?;
+    let status = timeout(limit, child.wait())
+        .await
+        .with_context(|| format!("restart command {cmd:?} still running after {limit:?}"))?
+        .with_context(|| format!("waiting for restart command {cmd:?}"))?;
+    if !status.success() {
+        bail!("restart command {cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Pings `addr` until it names a leader (it has joined the ring), within `limit`.
+pub async fn wait_knows_leader(addr: &str, client_id: &str, limit: Duration) -> Result<LeaderInfo> {
+    let deadline = Instant::now() + limit;
+    let mut last = anyhow!("never answered");
+    loop {
+        match session::ping(addr, client_id, Duration::from_millis(500)).await {
+            Ok(info) if info.is_available && info.leader_id.is_some() => return Ok(info),
+            Ok(info) => last = anyhow!("answers without a leader (epoch {})", info.epoch),
+            Err(e) => last = e,
+        }
+        if Instant::now() >= deadline {
+            return Err(last.context(format!("{addr} did not name a leader within {limit:?}")));
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Pings every server and returns the leader all of them name, if they agree.
+pub async fn agreed_leader(ids: &BTreeMap<NodeId, String>, client_id: &str) -> Option<NodeId> {
+    let mut agreed = None;
+    for addr in ids.values() {
+        let info = session::ping(addr, client_id, Duration::from_millis(500))
+            .await
+            .ok()?;
+        let leader = info.leader_id.filter(|_| info.is_available)?;
+        if agreed.is_some_and(|a| a != leader) {
+            return None;
+        }
+        agreed = Some(leader);
+    }
+    agreed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_are_read_and_checked() {
+        let dir = std::env::temp_dir().join(format!("ringchat-bench-pid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("2.pid"), "4242\n").unwrap();
+        std::fs::write(dir.join("3.pid"), "nope").unwrap();
+        assert_eq!(read_pid(&dir, 2).unwrap(), 4242);
+        assert!(read_pid(&dir, 3).is_err());
+        assert!(read_pid(&dir, 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn restart_substitutes_the_id_and_reports_failure() {
+        restart("test {id} = 7", 7, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(
+            restart("test {id} = 8", 7, Duration::from_secs(10))
+                .await
+                .is_err()
+        );
+    }
+}
