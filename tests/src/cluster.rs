@@ -178,18 +178,43 @@ impl Cluster {
 
     /// Sends SIGTERM to node `id` and waits for it to exit; returns its exit status.
     pub fn stop(&self, id: NodeId) -> ExitStatus {
+        self.stop_with(id, Signal::SIGTERM)
+    }
+
+    /// Sends `sig` to node `id` and waits for it to exit; returns its exit status.
+    pub fn stop_with(&self, id: NodeId, sig: Signal) -> ExitStatus {
         let mut child = self.take_child(id);
-        process::signal(&child, Signal::SIGTERM);
+        process::signal(&child, sig);
         match process::wait_exit(&mut child, SHORT) {
             Some(status) => status,
             None => {
                 process::kill9(&mut child);
                 panic!(
-                    "node {id} did not exit within {SHORT:?} of SIGTERM; log:\n{}",
+                    "node {id} did not exit within {SHORT:?} of {sig}; log:\n{}",
                     self.log_tail(id)
                 );
             }
         }
+    }
+
+    /// Freezes node `id` (SIGSTOP): its sockets stay open but it answers nothing, as a
+    /// hung or partitioned server would. [`Cluster::thaw`] lets it go on.
+    pub fn freeze(&self, id: NodeId) {
+        self.signal(id, Signal::SIGSTOP);
+    }
+
+    /// Lets a frozen node go on (SIGCONT).
+    pub fn thaw(&self, id: NodeId) {
+        self.signal(id, Signal::SIGCONT);
+    }
+
+    fn signal(&self, id: NodeId, sig: Signal) {
+        let nodes = self.nodes();
+        let child = nodes
+            .get(&id)
+            .and_then(|n| n.child.as_ref())
+            .unwrap_or_else(|| panic!("node {id} is not running"));
+        process::signal(child, sig);
     }
 
     /// Kills node `id` with SIGKILL.
@@ -322,15 +347,25 @@ impl Cluster {
     /// serves clients, every node's ring is exactly the running nodes and each node's
     /// successor and predecessor are its neighbours in id order. Returns the leader's status.
     pub fn wait_converged(&self, leader: NodeId, timeout: Duration) -> Status {
+        self.wait_converged_among(&self.running(), leader, timeout)
+    }
+
+    /// [`Cluster::wait_converged`] for the ring `ids` (ascending), e.g. the running nodes
+    /// less a frozen one.
+    pub fn wait_converged_among(
+        &self,
+        ids: &[NodeId],
+        leader: NodeId,
+        timeout: Duration,
+    ) -> Status {
         wait_for(
             timeout,
-            &format!("nodes {:?} to agree that {leader} leads", self.running()),
-            || self.check_converged(leader),
+            &format!("nodes {ids:?} to agree that {leader} leads"),
+            || self.check_converged(ids, leader),
         )
     }
 
-    fn check_converged(&self, leader: NodeId) -> Result<Status, String> {
-        let running = self.running();
+    fn check_converged(&self, running: &[NodeId], leader: NodeId) -> Result<Status, String> {
         let statuses = running
             .iter()
             .map(|&id| self.try_status(id))

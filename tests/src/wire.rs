@@ -251,23 +251,28 @@ impl WireClient {
         (entries, delivered)
     }
 
-    /// Reads the next message, which must be an `error` with `code`; returns it.
+    /// Reads the next message other than a chat broadcast (other clients' chat may
+    /// interleave), which must be an `error` with `code`; returns it.
     pub fn expect_error(&mut self, code: ErrorCode) -> ErrorMessage {
-        match self.recv() {
+        match self.recv_skipping_broadcasts() {
             ServerMessage::Error(e) if e.code == code => e,
             other => panic!("expected error {code}, got {other:?}"),
         }
     }
 
-    /// Sends a `client_ping` and expects `client_ping_ack` as the next message: the
-    /// connection is open and in sync.
+    /// Sends a `client_ping` and expects `client_ping_ack` as the next message other than a
+    /// chat broadcast: the connection is open and in sync.
     pub fn expect_ping_ack(&mut self) {
         let ping = ping_request(&self.client_id);
         self.send(&ping);
-        match self.recv() {
+        match self.recv_skipping_broadcasts() {
             ServerMessage::ClientPingAck(_) => {}
             other => panic!("expected client_ping_ack, got {other:?}"),
         }
+    }
+
+    fn recv_skipping_broadcasts(&mut self) -> ServerMessage {
+        self.recv_until(|m| !matches!(m, ServerMessage::ChatBroadcast(_)))
     }
 
     /// Expects the server to close the connection, with no further frame.

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::real_client::RealClient;
-use ringchat_cluster_tests::wait::{SHORT, wait_until};
+use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
+use ringchat_cluster_tests::wire::WireClient;
 use ringchat_cluster_tests::{ChatEntry, NodeId, Seq, report};
 
 /// Gap between two lines the client is fed.
@@ -152,4 +153,60 @@ fn two_leaders_killed_in_a_row() {
     let acked = client.delivered();
     assert_eq!(acked.len(), 40);
     check_survivors(&cluster, &[1], &acked, 40);
+}
+
+#[test]
+fn frozen_leader_is_replaced() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let mut client = RealClient::scripted(&cluster.client_addrs(), "sender", "failover-3");
+    for i in 1..=10 {
+        client.send_line(&format!("message {i}"));
+    }
+    wait_until(SHORT, "10 acks", || client.delivered().len() == 10);
+
+    // A hung leader keeps its sockets open: only heartbeats and client pings can tell.
+    cluster.freeze(3);
+    let frozen = Instant::now();
+    cluster.wait_converged_among(&[1, 2], 2, SHORT);
+    let elected = frozen.elapsed().as_millis();
+    for i in 11..=20 {
+        client.send_line(&format!("message {i}"));
+    }
+    let status = client.finish();
+    assert!(status.success(), "stderr:\n{}", client.stderr());
+    report(&format!(
+        "frozen leader: new leader after {elected} ms, next acked message after {} ms",
+        first_ack_after(&client, frozen)
+    ));
+    let acked = client.delivered();
+    assert_eq!(acked.len(), 20);
+    check_survivors(&cluster, &[1, 2], &acked, 20);
+}
+
+#[test]
+fn thawed_leader_rejoins_and_keeps_every_acked_message() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let mut acked = BTreeMap::new();
+    let (mut first, _) = WireClient::session(&cluster.client_addr(3), "first", None);
+    for i in 1..=10 {
+        let seq = first.chat(&format!("message {i}"));
+        acked.insert(format!("first:{i}"), seq);
+    }
+    cluster.freeze(3);
+    cluster.wait_converged_among(&[1, 2], 2, SHORT);
+    let (mut second, _) = WireClient::session(&cluster.client_addr(2), "second", None);
+    for i in 11..=20 {
+        let seq = second.chat(&format!("message {i}"));
+        acked.insert(format!("second:{}", i - 10), seq);
+    }
+
+    // The old leader wakes up in an old epoch. One ring must result, led by the highest
+    // id, holding every message acked on either side exactly once.
+    cluster.thaw(3);
+    cluster.wait_converged(3, LONG);
+    check_survivors(&cluster, &[1, 2, 3], &acked, 20);
+    let (mut third, _) = WireClient::session(&cluster.client_addr(3), "third", None);
+    assert_eq!(third.chat("message 21"), 21);
 }
