@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the standard RingChat benchmark set against a local 3-server cluster on loopback:
 #   throughput with 1 and with 10 senders, latency at 1,000 msg/s with 10 listeners,
-#   failover with 5 leader kills (SIGKILL) and restarts.
+#   failover with 5 leader kills (SIGKILL) and restarts (a restarted server counts as back
+#   once it holds the leader's history, read from its admin socket).
 # Builds release binaries first, prints every report, keeps the JSON reports and the
 # server logs in a temporary directory, and stops the cluster on exit (also on Ctrl+C).
 #
@@ -105,7 +106,8 @@ run throughput-1 throughput "${common[@]}" --senders 1
 run throughput-10 throughput "${common[@]}" --senders 10
 run latency latency "${common[@]}" --rate "$rate" --listeners "$listeners"
 run failover failover --servers "$servers" --size "$size" --warmup "$warmup" \
-  --kills "$kills" --pids-dir "$work" --restart-cmd "$work/start-node.sh {id}"
+  --kills "$kills" --pids-dir "$work" --restart-cmd "$work/start-node.sh {id}" \
+  --admin-sockets "$work/node{id}.sock"
 
 echo
 if [ "$status" = 0 ]; then echo "All runs passed."; else echo "Some runs FAILED (see above)."; fi

@@ -121,6 +121,10 @@ pub struct FailoverArgs {
     /// (e.g. `./start-node.sh {id}`); without it, killed servers stay down.
     #[arg(long)]
     pub restart_cmd: Option<String>,
+    /// Admin socket of server `{id}` (e.g. `DIR/node{id}.sock`): a restarted server then
+    /// counts as back only once it holds the leader's history (read from `status`).
+    #[arg(long, value_name = "PATTERN")]
+    pub admin_sockets: Option<String>,
     /// Milliseconds between sends (each send also awaits the previous ack).
     #[arg(long, default_value_t = 2.0)]
     pub interval_ms: f64,
@@ -231,6 +235,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 kills: a.kills,
                 pids_dir: a.pids_dir,
                 restart_cmd: a.restart_cmd,
+                admin_sockets: a.admin_sockets,
                 interval: Duration::from_secs_f64(a.interval_ms / 1000.0),
                 size: a.common.size,
                 warmup: secs("warmup", a.common.warmup)?,

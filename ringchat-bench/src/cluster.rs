@@ -3,7 +3,7 @@
 //! `DIR/<id>.pid`, kill it with SIGKILL, and restart it through the user's command.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ringchat_proto::NodeId;
 use ringchat_proto::server::LeaderInfo;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 use tokio::process::Command;
 use tokio::time::{sleep, timeout};
 
@@ -118,6 +121,68 @@ pub async fn agreed_leader(ids: &BTreeMap<NodeId, String>, client_id: &str) -> O
     agreed
 }
 
+/// The admin socket path of server `id` from a pattern such as `DIR/node{id}.sock`.
+pub fn admin_path(pattern: &str, id: NodeId) -> PathBuf {
+    PathBuf::from(pattern.replace("{id}", &id.to_string()))
+}
+
+/// One `{"cmd":"status"}` on a server's admin socket (one JSON object per line each way).
+pub async fn admin_status(path: &Path, limit: Duration) -> Result<Value> {
+    let work = async {
+        let mut stream = UnixStream::connect(path)
+            .await
+            .with_context(|| format!("connecting to {}", path.display()))?;
+        stream
+            .write_all(b"{\"cmd\":\"status\"}\n")
+            .await
+            .with_context(|| format!("writing to {}", path.display()))?;
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .await
+            .with_context(|| format!("reading from {}", path.display()))?;
+        serde_json::from_str::<Value>(&line)
+            .with_context(|| format!("{}: status is not JSON: {line:?}", path.display()))
+    };
+    timeout(limit, work)
+        .await
+        .with_context(|| format!("{}: no status within {limit:?}", path.display()))?
+}
+
+/// `last_seq` from a server's admin status.
+pub async fn admin_last_seq(path: &Path) -> Result<u64> {
+    let status = admin_status(path, Duration::from_secs(2)).await?;
+    status["last_seq"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("{}: status has no last_seq: {status}", path.display()))
+}
+
+/// Waits until server `id` holds at least the history the leader had when the wait began
+/// (read from both admin sockets), within `limit`.
+pub async fn wait_caught_up(
+    pattern: &str,
+    id: NodeId,
+    leader: NodeId,
+    limit: Duration,
+) -> Result<u64> {
+    let deadline = Instant::now() + limit;
+    let target = admin_last_seq(&admin_path(pattern, leader))
+        .await
+        .with_context(|| format!("asking leader {leader} for its last sequence number"))?;
+    let mut last = anyhow!("never answered");
+    loop {
+        match admin_last_seq(&admin_path(pattern, id)).await {
+            Ok(seq) if seq >= target => return Ok(target),
+            Ok(seq) => last = anyhow!("at {seq} of {target}"),
+            Err(e) => last = e,
+        }
+        if Instant::now() >= deadline {
+            return Err(last.context(format!("server {id} did not catch up within {limit:?}")));
+        }
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +196,40 @@ mod tests {
         assert_eq!(read_pid(&dir, 2).unwrap(), 4242);
         assert!(read_pid(&dir, 3).is_err());
         assert!(read_pid(&dir, 4).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A fake admin socket answering every status request with `last_seq`.
+    fn fake_admin(path: &Path, last_seq: u64) {
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (rd, mut wr) = stream.into_split();
+                let mut line = String::new();
+                let _ = BufReader::new(rd).read_line(&mut line).await;
+                let answer = if line.contains("status") {
+                    format!("{{\"ok\":true,\"last_seq\":{last_seq}}}\n")
+                } else {
+                    "{\"ok\":false}\n".to_string()
+                };
+                let _ = wr.write_all(answer.as_bytes()).await;
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn catching_up_is_read_from_the_admin_sockets() {
+        let dir = std::env::temp_dir().join(format!("ringchat-bench-admin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pattern = format!("{}/node{{id}}.sock", dir.display());
+        fake_admin(&admin_path(&pattern, 1), 500);
+        fake_admin(&admin_path(&pattern, 2), 500);
+        fake_admin(&admin_path(&pattern, 3), 499);
+        assert_eq!(admin_last_seq(&admin_path(&pattern, 3)).await.unwrap(), 499);
+        let limit = Duration::from_millis(200);
+        assert_eq!(wait_caught_up(&pattern, 2, 1, limit).await.unwrap(), 500);
+        assert!(wait_caught_up(&pattern, 3, 1, limit).await.is_err());
+        assert!(wait_caught_up(&pattern, 4, 1, limit).await.is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -41,6 +41,9 @@ pub struct FailoverConfig {
     pub pids_dir: PathBuf,
     /// `sh -c` command that restarts server `{id}` in the background.
     pub restart_cmd: Option<String>,
+    /// Admin socket paths with `{id}`: when given, a restarted server counts as back only
+    /// once it holds the history the leader had when it rejoined.
+    pub admin_sockets: Option<String>,
     /// Time between sends.
     pub interval: Duration,
     /// Bytes of text per message.
@@ -76,6 +79,11 @@ pub struct KillResult {
     pub new_leader: Option<NodeId>,
     /// Restart command to the restarted server naming a leader.
     pub rejoin_ms: Option<f64>,
+    /// Restart command to the restarted server holding the leader's history (needs the
+    /// admin sockets).
+    pub caught_up_ms: Option<f64>,
+    /// Entries the restarted server had to catch up on (the leader's last sequence number).
+    pub caught_up_entries: Option<u64>,
     /// Restart command to all servers agreeing on a leader the sender is on.
     pub stable_ms: Option<f64>,
     /// Longest gap between acks from the restart to the next kill (a leadership hand-back
@@ -133,6 +141,9 @@ pub struct FailoverReport {
     pub errors: BTreeMap<String, u64>,
     /// Acks of already acknowledged messages.
     pub duplicate_acks: u64,
+    /// Acks whose sequence number was lower than the previous ack's: the leader reused
+    /// sequence numbers (messages are sent one at a time, so they must rise).
+    pub ack_seq_regressions: u64,
     /// Broadcast sequence gaps seen by the sender.
     pub broadcast_gaps: u64,
     /// Longest gap between two acks with no kill between them, ms.
@@ -149,6 +160,7 @@ impl FailoverReport {
     /// False when an acked message was lost or duplicated, or the run broke off.
     pub fn passed(&self) -> bool {
         self.fatal.is_empty()
+            && self.ack_seq_regressions == 0
             && self.kills_done == self.kills_requested
             && self.kills.iter().all(|k| k.failover_ms.is_some())
             && self.verification.as_ref().is_some_and(|v| v.ok)
@@ -161,6 +173,7 @@ struct Kill {
     at: Instant,
     restart_at: Option<Instant>,
     rejoined_at: Option<Instant>,
+    caught_up: Option<(Instant, u64)>,
     stable_at: Option<Instant>,
     note: Option<String>,
 }
@@ -221,6 +234,8 @@ pub async fn run(cfg: &FailoverConfig) -> Result<FailoverReport> {
             failover_ms: failover.map(ms),
             new_leader: first.and_then(|a| a.leader),
             rejoin_ms: since(k.restart_at, k.rejoined_at),
+            caught_up_ms: since(k.restart_at, k.caught_up.map(|c| c.0)),
+            caught_up_entries: k.caught_up.map(|c| c.1),
             stable_ms: since(k.restart_at, k.stable_at),
             stall_after_restart_ms: k
                 .restart_at
@@ -242,7 +257,7 @@ pub async fn run(cfg: &FailoverConfig) -> Result<FailoverReport> {
         fatal.push("no message was acknowledged; nothing to verify".into());
         None
     } else {
-        match verify::scan(&cfg.connect, &format!("{}-verify", cfg.run_id), &client_id).await {
+        match scan_settled(cfg, &ids, &probe_id, &client_id).await {
             Ok(scan) => {
                 let acked: Vec<Acked> = st
                     .acks
@@ -278,6 +293,7 @@ pub async fn run(cfg: &FailoverConfig) -> Result<FailoverReport> {
         reconnects: st.reconnects,
         errors: st.errors.clone(),
         duplicate_acks: st.duplicate_acks,
+        ack_seq_regressions: seq_regressions(&st.acks),
         broadcast_gaps: st.broadcast_gaps,
         max_ack_gap_outside_kills_ms: longest_gap_outside(&kill_times, &st.acks).map(ms),
         commit_latency: st.commit.summary(),
@@ -348,6 +364,7 @@ async fn control(
             at,
             restart_at: None,
             rejoined_at: None,
+            caught_up: None,
             stable_at: None,
             note: None,
         });
@@ -375,6 +392,17 @@ async fn control(
             if let Some(k) = kills.last_mut() {
                 k.rejoined_at = Some(Instant::now());
             }
+            if let Some(pattern) = &cfg.admin_sockets {
+                let current = view
+                    .borrow()
+                    .leader_id
+                    .ok_or_else(|| anyhow!("the sender knows no leader"))?;
+                let target =
+                    cluster::wait_caught_up(pattern, leader, current, cfg.rejoin_timeout).await?;
+                if let Some(k) = kills.last_mut() {
+                    k.caught_up = Some((Instant::now(), target));
+                }
+            }
             wait_agreement(ids, probe_id, view, cfg.rejoin_timeout).await?;
             if let Some(k) = kills.last_mut() {
                 k.stable_at = Some(Instant::now());
@@ -383,6 +411,29 @@ async fn control(
         sleep(cfg.settle).await;
     }
     Ok(())
+}
+
+/// Reads the history once the servers agree on a leader; starts over (at most 5 times) when
+/// the session breaks, e.g. because a rejoined higher id takes the lead mid-read.
+async fn scan_settled(
+    cfg: &FailoverConfig,
+    ids: &BTreeMap<NodeId, String>,
+    probe_id: &str,
+    client_id: &str,
+) -> Result<verify::HistoryScan> {
+    let mut last = anyhow!("not tried");
+    for _ in 0..5 {
+        let deadline = Instant::now() + cfg.rejoin_timeout;
+        while cluster::agreed_leader(ids, probe_id).await.is_none() && Instant::now() < deadline {
+            sleep(Duration::from_millis(50)).await;
+        }
+        match verify::scan(&cfg.connect, &format!("{}-verify", cfg.run_id), client_id).await {
+            Ok(scan) => return Ok(scan),
+            Err(e) => last = e,
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.context("reading the history failed 5 times"))
 }
 
 fn note(kills: &mut [Kill], text: String) {
@@ -450,6 +501,11 @@ pub fn longest_gap(acks: &[AckRecord], from: Instant, to: Option<Instant>) -> Op
         .max()
 }
 
+/// Acks (in arrival order) whose sequence number is not above the one before.
+pub fn seq_regressions(acks: &[AckRecord]) -> u64 {
+    acks.windows(2).filter(|w| w[1].seq <= w[0].seq).count() as u64
+}
+
 /// The longest gap between consecutive acks that has no kill inside it.
 pub fn longest_gap_outside(kills: &[Instant], acks: &[AckRecord]) -> Option<Duration> {
     acks.windows(2)
@@ -481,12 +537,14 @@ impl Report for FailoverReport {
             t.row(
                 &format!("  kill {}", k.n),
                 format!(
-                    "server {} (pid {}): failover {} ms -> leader {}; rejoin {} ms, stable {} ms, stall after restart {} ms{}",
+                    "server {} (pid {}): failover {} ms -> leader {}; rejoin {} ms, caught up {} ms{}, stable {} ms, stall after restart {} ms{}",
                     k.killed_id,
                     k.pid,
                     opt(k.failover_ms),
                     k.new_leader.map_or("?".into(), |l| l.to_string()),
                     opt(k.rejoin_ms),
+                    opt(k.caught_up_ms),
+                    k.caught_up_entries.map(|e| format!(" ({} entries)", report::count(e))).unwrap_or_default(),
                     opt(k.stable_ms),
                     opt(k.stall_after_restart_ms),
                     k.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default()
@@ -509,6 +567,7 @@ impl Report for FailoverReport {
             format!("{} / {}", self.reconnects, self.resent),
         )
         .row("duplicate acks", self.duplicate_acks)
+        .row("ack seq regressions", self.ack_seq_regressions)
         .row("broadcast gaps", self.broadcast_gaps)
         .row(
             "max ack gap w/o kill (ms)",
@@ -602,5 +661,14 @@ mod tests {
             longest_gap(&acks, b + Duration::from_millis(300), None),
             Some(Duration::from_millis(10))
         );
+    }
+
+    #[test]
+    fn falling_sequence_numbers_are_counted() {
+        let b = Instant::now();
+        let mut acks: Vec<AckRecord> = (1..=4).map(|n| ack(b, n, 0, n)).collect();
+        assert_eq!(seq_regressions(&acks), 0);
+        acks[2].seq = 1; // 1, 2, 1, 4
+        assert_eq!(seq_regressions(&acks), 1);
     }
 }
