@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the standard RingChat benchmark set against a local 3-server cluster on loopback:
 #   throughput with 1 and with 10 senders, latency at 1,000 msg/s with 10 listeners,
-#   failover with 5 leader kills (SIGKILL) and restarts (a restarted server counts as back
-#   once it holds the leader's history, read from its admin socket).
+#   failover with 5 leader kills (SIGKILL) and restarts (each kill waits until every server
+#   holds the leader's history, read from the admin sockets; a restarted server counts as
+#   back once it has caught up).
 # Builds release binaries first, prints every report, keeps the JSON reports and the
 # server logs in a temporary directory, and stops the cluster on exit (also on Ctrl+C).
 #

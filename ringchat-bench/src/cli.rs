@@ -122,7 +122,8 @@ pub struct FailoverArgs {
     #[arg(long)]
     pub restart_cmd: Option<String>,
     /// Admin socket of server `{id}` (e.g. `DIR/node{id}.sock`): a restarted server then
-    /// counts as back only once it holds the leader's history (read from `status`).
+    /// counts as back only once it holds the leader's history (read from `status`), and no
+    /// leader is killed before every server holds its history.
     #[arg(long, value_name = "PATTERN")]
     pub admin_sockets: Option<String>,
     /// Milliseconds between sends (each send also awaits the previous ack).

@@ -183,6 +183,22 @@ pub async fn wait_caught_up(
     }
 }
 
+/// Waits until every server in `ids` holds the history `leader` had when the wait began.
+pub async fn wait_all_caught_up(
+    pattern: &str,
+    ids: &BTreeMap<NodeId, String>,
+    leader: NodeId,
+    limit: Duration,
+) -> Result<u64> {
+    let deadline = Instant::now() + limit;
+    let mut target = 0;
+    for &id in ids.keys().filter(|&&id| id != leader) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        target = wait_caught_up(pattern, id, leader, left).await?;
+    }
+    Ok(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +246,13 @@ mod tests {
         assert_eq!(wait_caught_up(&pattern, 2, 1, limit).await.unwrap(), 500);
         assert!(wait_caught_up(&pattern, 3, 1, limit).await.is_err());
         assert!(wait_caught_up(&pattern, 4, 1, limit).await.is_err());
+        let ids: BTreeMap<NodeId, String> = (1..=3).map(|i| (i, String::new())).collect();
+        assert!(wait_all_caught_up(&pattern, &ids, 1, limit).await.is_err());
+        let two: BTreeMap<NodeId, String> = (1..=2).map(|i| (i, String::new())).collect();
+        assert_eq!(
+            wait_all_caught_up(&pattern, &two, 1, limit).await.unwrap(),
+            500
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

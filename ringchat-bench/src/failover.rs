@@ -42,7 +42,8 @@ pub struct FailoverConfig {
     /// `sh -c` command that restarts server `{id}` in the background.
     pub restart_cmd: Option<String>,
     /// Admin socket paths with `{id}`: when given, a restarted server counts as back only
-    /// once it holds the history the leader had when it rejoined.
+    /// once it holds the history the leader had when it rejoined, and no leader is killed
+    /// before every server holds its history.
     pub admin_sockets: Option<String>,
     /// Time between sends.
     pub interval: Duration,
@@ -77,6 +78,9 @@ pub struct KillResult {
     pub failover_ms: Option<f64>,
     /// Leader of the session that carried that ack.
     pub new_leader: Option<NodeId>,
+    /// How long the kill waited for every server to hold the leader's history (needs the
+    /// admin sockets; long waits mean followers were re-syncing).
+    pub presync_wait_ms: Option<f64>,
     /// Restart command to the restarted server naming a leader.
     pub rejoin_ms: Option<f64>,
     /// Restart command to the restarted server holding the leader's history (needs the
@@ -168,6 +172,7 @@ impl FailoverReport {
 }
 
 struct Kill {
+    presync_wait: Option<Duration>,
     id: NodeId,
     pid: i32,
     at: Instant,
@@ -233,6 +238,7 @@ pub async fn run(cfg: &FailoverConfig) -> Result<FailoverReport> {
             pid: k.pid,
             failover_ms: failover.map(ms),
             new_leader: first.and_then(|a| a.leader),
+            presync_wait_ms: k.presync_wait.map(ms),
             rejoin_ms: since(k.restart_at, k.rejoined_at),
             caught_up_ms: since(k.restart_at, k.caught_up.map(|c| c.0)),
             caught_up_entries: k.caught_up.map(|c| c.1),
@@ -354,11 +360,22 @@ async fn control(
         )
         .await?;
         let leader = v.leader_id.ok_or_else(|| anyhow!("no leader id"))?;
+        let presync_wait = match &cfg.admin_sockets {
+            Some(pattern) => {
+                let started = Instant::now();
+                cluster::wait_all_caught_up(pattern, ids, leader, cfg.rejoin_timeout)
+                    .await
+                    .context("waiting for every server to hold the leader's history")?;
+                Some(started.elapsed())
+            }
+            None => None,
+        };
         confirm_leader(&v.addr, leader, probe_id, cfg.rejoin_timeout).await?;
         let pid = cluster::read_pid(&cfg.pids_dir, leader)?;
         let at = Instant::now();
         cluster::kill9(pid).with_context(|| format!("killing leader {leader}"))?;
         kills.push(Kill {
+            presync_wait,
             id: leader,
             pid,
             at,
@@ -537,9 +554,10 @@ impl Report for FailoverReport {
             t.row(
                 &format!("  kill {}", k.n),
                 format!(
-                    "server {} (pid {}): failover {} ms -> leader {}; rejoin {} ms, caught up {} ms{}, stable {} ms, stall after restart {} ms{}",
+                    "server {} (pid {}){}: failover {} ms -> leader {}; rejoin {} ms, caught up {} ms{}, stable {} ms, stall after restart {} ms{}",
                     k.killed_id,
                     k.pid,
+                    k.presync_wait_ms.map(|w| format!(" after {w:.1} ms waiting for followers to sync")).unwrap_or_default(),
                     opt(k.failover_ms),
                     k.new_leader.map_or("?".into(), |l| l.to_string()),
                     opt(k.rejoin_ms),
