@@ -286,7 +286,7 @@ impl Cluster {
     }
 
     /// Path of node `id`'s admin socket.
-    pub fn socket(&self, id: NodeId) -> PathBuf {
+    fn socket(&self, id: NodeId) -> PathBuf {
         self.dir.path().join(format!("node{id}.sock"))
     }
 
@@ -295,14 +295,14 @@ impl Cluster {
     }
 
     /// The last lines of node `id`'s log.
-    pub fn log_tail(&self, id: NodeId) -> String {
+    fn log_tail(&self, id: NodeId) -> String {
         let text = std::fs::read_to_string(self.log_path(id)).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
     /// Panics (with its log) if node `id` was started and has exited without being told to.
-    pub fn assert_alive(&self, id: NodeId) {
+    fn assert_alive(&self, id: NodeId) {
         let exited = self
             .nodes()
             .get_mut(&id)

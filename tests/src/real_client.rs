@@ -113,14 +113,10 @@ impl RealClient {
             });
     }
 
-    /// Closes stdin: the client sends what is left, waits for the acks and exits.
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
-    }
-
-    /// Closes stdin and waits (up to [`LONG`]) for the client to exit; returns its status.
+    /// Closes stdin (the client sends what is left, waits for the acks and exits) and
+    /// waits up to [`LONG`] for the client to exit; returns its status.
     pub fn finish(&mut self) -> ExitStatus {
-        self.close_stdin();
+        self.stdin = None;
         let status = process::wait_exit(&mut self.child, LONG).unwrap_or_else(|| {
             panic!(
                 "ringchat-client did not exit within {LONG:?}; stderr:\n{}",
@@ -131,11 +127,6 @@ impl RealClient {
             let _ = reader.join();
         }
         status
-    }
-
-    /// Everything the client printed on stdout so far.
-    pub fn received(&self) -> Vec<Received> {
-        lock(&self.received).clone()
     }
 
     /// The `message_delivered` frames so far, as `(message_id, sequence_number, when)`.

@@ -71,6 +71,11 @@ fn two_clients_see_one_order_and_late_clients_get_history() {
     // the others saw, and every server stores exactly that.
     let (_carol, carol_history) = WireClient::session(&leader, "carol", None);
     assert_eq!(carol_history, seen_by_alice);
+    assert_eq!(
+        cluster.status(3).clients,
+        3,
+        "alice, bob and carol are connected"
+    );
     let stored = cluster.wait_same_history(&[1, 2, 3], total);
     assert_eq!(stored, seen_by_alice);
 

@@ -4,7 +4,7 @@
 
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::report;
-use ringchat_cluster_tests::wait::{LONG, SHORT};
+use ringchat_cluster_tests::wait::{LONG, SHORT, wait_for};
 use ringchat_cluster_tests::wire::WireClient;
 use std::time::Instant;
 
@@ -32,7 +32,20 @@ fn killed_follower_is_spliced_out_then_rejoins_and_catches_up() {
     cluster.wait_converged(4, LONG);
     let caught_up = cluster.wait_same_history(&[1, 2, 3, 4], 160);
     assert_eq!(caught_up, history);
-    assert_eq!(cluster.status(2).last_seq, cluster.status(4).last_seq);
+    assert_eq!(cluster.status(2).last_seq, 160);
+    // The leader counts it as a replicating follower again, fully matched.
+    wait_for(SHORT, "the leader to replicate to 2 again", || {
+        let leader = cluster.status(4);
+        let follower = leader.followers.iter().find(|f| f.id == 2).cloned();
+        match follower {
+            Some(f)
+                if f.state == "replicating" && f.match_seq == 160 && leader.commit_seq == 160 =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}, commit_seq {}", leader.commit_seq)),
+        }
+    });
 
     // And it keeps up with new writes.
     assert_eq!(writer.chat("after the rejoin"), 161);
