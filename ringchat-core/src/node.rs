@@ -68,9 +68,18 @@ pub struct Node {
     log: Log,
     commit_seq: Seq,
     participant: bool,
+    /// The highest candidate forwarded in the current round, and to whom.
+    forwarded: (NodeId, NodeId),
     election_deadline: Millis,
     last_join_probe: Option<Millis>,
+    /// When a follower last asked its silent leader to let it back in.
+    last_rejoin: Option<Millis>,
+    /// When the leader last spoke to us as our leader (beat, batch, ring update).
+    leader_contact: Millis,
     last_heard: HashMap<NodeId, Millis>,
+    /// How to reach every server we heard from, members or not: answers to a server we
+    /// do not count in the ring (yet) still arrive.
+    known: HashMap<NodeId, NodeInfo>,
     /// The neighbours whose silence is being watched.
     watched: Vec<NodeId>,
     missed: HashMap<NodeId, bool>,
@@ -99,9 +108,13 @@ impl Node {
             log: Log::default(),
             commit_seq: 0,
             participant: false,
+            forwarded: (0, 0),
             election_deadline: 0,
             last_join_probe: None,
+            last_rejoin: None,
+            leader_contact: now,
             last_heard: HashMap::new(),
+            known: HashMap::new(),
             watched: Vec::new(),
             missed: HashMap::new(),
             last_heartbeat: None,
@@ -124,6 +137,9 @@ impl Node {
                 }
                 if msg.from == self.me.id {
                     return;
+                }
+                if let Some(node) = msg.node.filter(|n| n.id == msg.from) {
+                    self.known.insert(node.id, node);
                 }
                 self.heard(msg.from);
                 self.on_peer(msg.from, msg.body);
@@ -277,7 +293,14 @@ impl Node {
                 epoch,
                 last_seq,
                 last_epoch,
-            } => self.on_join_request(node, epoch, last_seq, last_epoch),
+                probe,
+            } => {
+                if probe {
+                    self.on_probe(node)
+                } else {
+                    self.on_join_request(node, epoch, last_seq, last_epoch)
+                }
+            }
             PeerBody::RingJoinAccept {
                 node,
                 leader,
@@ -338,6 +361,7 @@ impl Node {
             .ring
             .get(to)
             .or(self.leader.as_ref().filter(|l| l.id == to))
+            .or(self.known.get(&to))
             .cloned();
         if let Some(to) = info {
             self.actions.push(Action::Send { to, body });
@@ -363,6 +387,7 @@ impl Node {
             epoch: self.epoch,
             last_seq: self.log.last_seq(),
             last_epoch: self.log.last_epoch(),
+            probe: false,
         }
     }
 
@@ -378,6 +403,10 @@ impl Node {
         let changed = self.role != Role::Follower
             || self.leader.as_ref().map(|l| l.id) != Some(leader.id)
             || self.epoch != epoch;
+        if self.role == Role::Leader && leader.id != self.me.id {
+            // We led a ring of our own: send its members to the new leader too.
+            self.redirect_followers(&leader);
+        }
         self.epoch = epoch;
         self.role = Role::Follower;
         self.participant = false;
@@ -385,6 +414,7 @@ impl Node {
         self.recovery = None;
         self.leaderless_since = None;
         self.ring.insert(leader.clone());
+        self.leader_contact = self.now;
         self.leader = Some(leader);
         if changed {
             self.ring_version = 0;

@@ -64,10 +64,9 @@ impl Decoder for FrameCodec {
                 max: self.max_frame,
             });
         }
-        let total = HEADER_LEN + len;
-        if src.len() < total {
-            // The length is trusted now; reserving it saves re-allocations while it arrives.
-            src.reserve(total - src.len());
+        if src.len() < HEADER_LEN + len {
+            // Nothing is reserved for the announced length: memory grows only with the
+            // bytes that really arrive, so a peer cannot make us allocate by announcing.
             return Ok(None);
         }
         src.advance(HEADER_LEN);

@@ -36,6 +36,9 @@ pub struct PeerMessage {
     /// The cluster name: frames of another cluster are refused.
     #[serde(default)]
     pub cluster: String,
+    /// How to reach the sender, so that a server can answer one it does not know yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeInfo>,
     /// The message itself.
     #[serde(flatten)]
     pub body: PeerBody,
@@ -65,6 +68,10 @@ pub enum PeerBody {
         last_seq: Seq,
         /// Epoch of that entry.
         last_epoch: Epoch,
+        /// Not a join: the sender leads a ring of its own and asks who leads here (how two
+        /// rings find each other after a partition when there is no multicast).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        probe: bool,
     },
     /// The answer to a join request from a server that is not the leader: where to go.
     RingJoinAccept {
@@ -206,6 +213,7 @@ mod tests {
             sender_id: "Server 2".into(),
             timestamp: 1.5,
             cluster: "ringchat".into(),
+            node: None,
             body: PeerBody::ElectionVote {
                 epoch: 7,
                 candidate: 3,

@@ -67,6 +67,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     let mut drivers = JoinSet::new();
     drivers.spawn(peer_listener::run(
         ring,
+        server_sender_id(settings.id),
         settings.cluster.clone(),
         events_tx.clone(),
         stop_drivers.clone(),

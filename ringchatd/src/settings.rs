@@ -364,8 +364,9 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         bail!("timing.heartbeat_timeout: must be longer than timing.heartbeat_interval");
     }
     let r = &file.replication;
-    if !(1..=1000).contains(&r.sync_chunk_size) {
-        bail!("replication.sync_chunk_size: must be between 1 and 1000");
+    // 500 entries of the largest size still fit the 16 MiB ring frame.
+    if !(1..=500).contains(&r.sync_chunk_size) {
+        bail!("replication.sync_chunk_size: must be between 1 and 500");
     }
     if r.max_inflight_entries == 0 {
         bail!("replication.max_inflight_entries: must be at least 1");
@@ -382,8 +383,12 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         seeds: peers.clone(),
     };
     let l = &file.limits;
-    if !(1..=16_384).contains(&l.max_text) {
-        bail!("limits.max_text: must be between 1 and 16384 characters");
+    // Above 4096 characters one entry could exceed the client protocol's 64 KiB frame.
+    if !(1..=ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS).contains(&l.max_text) {
+        bail!(
+            "limits.max_text: must be between 1 and {} characters",
+            ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS
+        );
     }
     if l.history_on_connect > 10_000 {
         bail!("limits.history_on_connect: must be at most 10000");

@@ -16,6 +16,7 @@ impl Node {
         let epoch = next_epoch(self.epoch.max(self.seen_epoch), self.me.id);
         let was = (self.role, self.leader.as_ref().map(|l| l.id));
         self.epoch = epoch;
+        self.forwarded = (0, 0);
         self.role = Role::Candidate;
         self.leader = None;
         self.followers.clear();
@@ -72,6 +73,7 @@ impl Node {
         if epoch > self.epoch {
             let was = (self.role, self.leader.as_ref().map(|l| l.id));
             self.epoch = epoch;
+            self.forwarded = (0, 0);
             self.role = Role::Candidate;
             self.leader = None;
             self.followers.clear();
@@ -92,6 +94,13 @@ impl Node {
             return self.win(epoch);
         }
         if candidate > self.me.id {
+            // Forward a candidate once per round and successor: where ring views differ, a
+            // vote could otherwise circle for ever between servers that disagree on who is
+            // next; when our view changes, it goes on.
+            if candidate <= self.forwarded.0 && succ == self.forwarded.1 {
+                return;
+            }
+            self.forwarded = (candidate, succ);
             self.participant = true;
             self.send(succ, PeerBody::ElectionVote { epoch, candidate });
         } else if candidate < self.me.id {

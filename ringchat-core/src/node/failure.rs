@@ -28,12 +28,23 @@ impl Node {
         let due = self
             .last_heartbeat
             .is_none_or(|t| self.now.saturating_sub(t) >= self.cfg.heartbeat_interval);
-        if due && !neighbours.is_empty() {
+        // The leader also beats to every member: a follower that stops hearing it (it was
+        // spliced out while cut off) asks to be let back in.
+        let targets: Vec<NodeId> = if self.role == Role::Leader {
+            self.ring
+                .ids()
+                .into_iter()
+                .filter(|id| *id != self.me.id)
+                .collect()
+        } else {
+            neighbours.clone()
+        };
+        if due && !targets.is_empty() {
             self.last_heartbeat = Some(self.now);
             self.heartbeat_nonce += 1;
             let nonce = self.heartbeat_nonce;
             let leader = self.leader.as_ref().map(|l| l.id);
-            for &n in &neighbours {
+            for &n in &targets {
                 self.heartbeat_sent.insert(n, (nonce, self.now));
                 self.send(
                     n,
@@ -54,6 +65,7 @@ impl Node {
             }
         }
         self.watched.clone_from(&neighbours);
+        self.check_leader_contact();
         for n in neighbours {
             let heard = *self.last_heard.entry(n).or_insert(self.now);
             let silence = self.now.saturating_sub(heard);
@@ -68,6 +80,24 @@ impl Node {
         }
     }
 
+    /// A follower that has not heard its leader for a while (the leader beats to every
+    /// member) was probably spliced out while cut off: it asks to join again. A dead leader
+    /// is found by the neighbours' heartbeats, or by this request's link failing.
+    fn check_leader_contact(&mut self) {
+        let Some(leader) = self.leader.clone().filter(|_| self.role == Role::Follower) else {
+            return;
+        };
+        let limit = 2 * self.cfg.heartbeat_timeout;
+        let silent = self.now.saturating_sub(self.leader_contact) > limit;
+        let due = self
+            .last_rejoin
+            .is_none_or(|t| self.now.saturating_sub(t) > limit);
+        if silent && due {
+            self.last_rejoin = Some(self.now);
+            self.send_info(&leader, self.join_request());
+        }
+    }
+
     pub(super) fn on_heartbeat(
         &mut self,
         from: NodeId,
@@ -75,9 +105,12 @@ impl Node {
         epoch: Epoch,
         leader: Option<NodeId>,
     ) {
-        if self.is_follower_of(from) && epoch < self.epoch && leader != Some(from) {
-            // Our leader no longer knows it leads: it restarted.
-            return self.peer_failed(from, "restarted");
+        if self.is_follower_of(from) {
+            if epoch < self.epoch && leader != Some(from) {
+                // Our leader no longer knows it leads: it restarted.
+                return self.peer_failed(from, "restarted");
+            }
+            self.leader_contact = self.now;
         }
         self.send(
             from,

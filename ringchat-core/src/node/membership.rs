@@ -5,14 +5,25 @@ use ringchat_proto::peer::{NodeInfo, PeerBody};
 use ringchat_proto::{Epoch, NodeId, Seq};
 
 use super::{Node, Role};
+use crate::Millis;
+
+/// How often a leader asks static peers outside its ring whether they lead elsewhere.
+const SEED_PROBE_INTERVAL: Millis = 2_000;
 use crate::action::{ElectionTrigger, Notice};
 use crate::replication::{FollowerProgress, FollowerState};
 
 impl Node {
     /// A server without a leader keeps asking its static peers and every server it heard
-    /// of to let it in; those that know the leader send it there.
+    /// of to let it in; those that know the leader send it there. A leader keeps asking
+    /// the static peers outside its ring (rarely): after a partition heals, that is how two
+    /// rings without multicast find each other.
     pub(super) fn tick_membership(&mut self) {
-        if self.leader.is_some() || self.role == Role::Candidate {
+        if self.role == Role::Leader {
+            return self.probe_outside_seeds();
+        }
+        // A candidate asks too: a round that found no leader in time may have missed a
+        // ring that exists next door.
+        if self.leader.is_some() {
             return;
         }
         let due = self
@@ -51,6 +62,58 @@ impl Node {
         }
     }
 
+    fn probe_outside_seeds(&mut self) {
+        let due = self
+            .last_join_probe
+            .is_none_or(|t| self.now.saturating_sub(t) >= SEED_PROBE_INTERVAL);
+        if !due {
+            return;
+        }
+        self.last_join_probe = Some(self.now);
+        let outside: Vec<(String, u16)> = self
+            .cfg
+            .seeds
+            .iter()
+            .filter(|(a, p)| !self.ring.members().any(|m| m.address == *a && m.port == *p))
+            .filter(|(a, p)| !(*a == self.me.address && *p == self.me.port))
+            .cloned()
+            .collect();
+        let body = PeerBody::RingJoinRequest {
+            node: self.me.clone(),
+            epoch: self.epoch,
+            last_seq: self.log.last_seq(),
+            last_epoch: self.log.last_epoch(),
+            probe: true,
+        };
+        for (address, port) in outside {
+            self.actions.push(crate::Action::SendToAddress {
+                address,
+                port,
+                body: body.clone(),
+            });
+        }
+    }
+
+    /// Another ring's leader asks who leads here: the lower of the two leaders yields.
+    pub(super) fn on_probe(&mut self, node: NodeInfo) {
+        if node.id == self.me.id || self.ring.contains(node.id) {
+            return;
+        }
+        if self.role == Role::Leader && node.id > self.me.id {
+            return self.yield_to(node);
+        }
+        let leader = self.leader.clone();
+        self.send_info(
+            &node,
+            PeerBody::RingJoinAccept {
+                node: self.me.clone(),
+                leader,
+                epoch: self.epoch,
+                accepted: false,
+            },
+        );
+    }
+
     pub(super) fn on_join_request(
         &mut self,
         node: NodeInfo,
@@ -68,9 +131,19 @@ impl Node {
                     self.notice(Notice::RingChanged);
                 }
                 if epoch > self.epoch {
-                    // It has seen a newer round (it led elsewhere): hold one above both.
+                    // It has seen a newer round (it led elsewhere): hold one above both, and
+                    // tell it so, so that it takes part.
                     self.epoch = epoch;
-                    return self.start_election(ElectionTrigger::HigherId);
+                    self.start_election(ElectionTrigger::HigherId);
+                    return self.send_info(
+                        &node,
+                        PeerBody::RingJoinAccept {
+                            node: self.me.clone(),
+                            leader: None,
+                            epoch: self.epoch,
+                            accepted: false,
+                        },
+                    );
                 }
                 self.send_info(
                     &node,
@@ -134,6 +207,12 @@ impl Node {
             return;
         }
         match leader {
+            Some(l) if self.role == Role::Leader => {
+                // Another ring's leader that outranks us: take our ring over to it.
+                if l.id > self.me.id && !self.ring.contains(l.id) {
+                    self.yield_to(l);
+                }
+            }
             Some(l) if l.id != self.me.id => {
                 // Either we look for a leader, or our own leader tells us to move to another.
                 if self.leader.is_none() || self.is_follower_of(from) {
@@ -142,6 +221,10 @@ impl Node {
             }
             Some(_) => {}
             None => {
+                if self.role != Role::Leader && self.leader.is_some() && epoch > self.epoch {
+                    // Where we were sent, a newer round is running: take part in it.
+                    self.become_leaderless();
+                }
                 if self.leader.is_none() && self.ring.insert(node) {
                     self.notice(Notice::RingChanged);
                 }
@@ -171,6 +254,7 @@ impl Node {
             return;
         }
         self.ring_version = version;
+        self.leader_contact = self.now;
         let before = self.ring.ids();
         self.ring.replace(members);
         let removed = !self.ring.contains(self.me.id);
@@ -222,17 +306,28 @@ impl Node {
 
     /// Hands our whole ring to a higher leader found after a partition healed.
     fn yield_to(&mut self, other: NodeInfo) {
+        self.redirect_followers(&other);
+        self.become_leaderless();
+        self.send_info(&other, self.join_request());
+    }
+
+    /// Tells the members of the ring we led to join `leader`.
+    pub(super) fn redirect_followers(&mut self, leader: &NodeInfo) {
         let redirect = PeerBody::RingJoinAccept {
             node: self.me.clone(),
-            leader: Some(other.clone()),
+            leader: Some(leader.clone()),
             epoch: self.epoch,
             accepted: false,
         };
-        for id in self.followers.keys().copied().collect::<Vec<_>>() {
+        let members: Vec<NodeId> = self
+            .ring
+            .ids()
+            .into_iter()
+            .filter(|id| *id != self.me.id && *id != leader.id)
+            .collect();
+        for id in members {
             self.send(id, redirect.clone());
         }
-        self.become_leaderless();
-        self.send_info(&other, self.join_request());
     }
 
     /// The leader's membership changed: tell everyone and re-check commits.

@@ -34,6 +34,7 @@ impl Node {
             };
             self.adopt_leader(epoch, leader);
         }
+        self.leader_contact = self.now;
         if reset && prev_seq == 0 {
             if !self.log.is_empty() {
                 self.notice(Notice::HistoryReset);

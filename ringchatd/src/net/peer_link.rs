@@ -25,6 +25,9 @@ pub struct LinkConfig {
     pub write_timeout: Duration,
 }
 
+/// A connection that lasted this long was healthy; its end is not part of a break loop.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(5);
+
 /// Frames written in one go before a flush.
 const WRITE_BATCH: usize = 256;
 
@@ -56,6 +59,7 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
+        let connected_at = tokio::time::Instant::now();
         let (mut rd, wr) = stream.into_split();
         let mut wr = BufWriter::with_capacity(64 * 1024, wr);
         let mut probe = [0u8; 64];
@@ -72,11 +76,21 @@ pub async fn run(
                     }
                     breaks = 0;
                 }
-                // The peer never writes here: a readable socket means it closed.
-                _ = rd.read(&mut probe) => break true,
+                // The peer writes here only to report an error on our frames (logged by it);
+                // the end of the stream means it closed the connection.
+                n = rd.read(&mut probe) => {
+                    if matches!(n, Ok(0) | Err(_)) {
+                        break true;
+                    }
+                }
             }
         };
         if broke {
+            // A connection that lived a while was closed for idleness or a restart, not
+            // in a loop: start counting afresh.
+            if connected_at.elapsed() > HEALTHY_CONNECTION {
+                breaks = 0;
+            }
             breaks += 1;
             if breaks > 3 {
                 tracing::debug!(peer = ?id, %address, port, "Ring link keeps breaking.");

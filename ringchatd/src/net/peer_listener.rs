@@ -32,6 +32,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Accepts ring connections until `shutdown`.
 pub async fn run(
     listener: TcpListener,
+    sender_id: String,
     cluster: String,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
@@ -56,9 +57,10 @@ pub async fn run(
         };
         let events = events.clone();
         let cluster = cluster.clone();
+        let sender_id = sender_id.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve(stream, &cluster, events, shutdown).await;
+            serve(stream, &sender_id, &cluster, events, shutdown).await;
             drop(permit);
         });
     }
@@ -66,6 +68,7 @@ pub async fn run(
 
 async fn serve(
     stream: TcpStream,
+    sender_id: &str,
     cluster: &str,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
@@ -88,7 +91,7 @@ async fn serve(
                     FrameError::Io(_) => return,
                 };
                 tracing::warn!(?peer, error = %e, "Bad frame on the ring port; closing.");
-                reply_error(&mut framed, code, &e.to_string()).await;
+                reply_error(&mut framed, sender_id, code, &e.to_string()).await;
                 return;
             }
         };
@@ -103,7 +106,7 @@ async fn serve(
             }
             Err((code, why)) => {
                 tracing::warn!(?peer, code = code.as_str(), %why, "Bad ring message.");
-                reply_error(&mut framed, code, &why).await;
+                reply_error(&mut framed, sender_id, code, &why).await;
                 if code.closes_connection() {
                     return;
                 }
@@ -133,9 +136,14 @@ fn parse(payload: &BytesMut) -> Result<PeerMessage, (ErrorCode, String)> {
     })
 }
 
-async fn reply_error(framed: &mut Framed<TcpStream, FrameCodec>, code: ErrorCode, message: &str) {
+async fn reply_error(
+    framed: &mut Framed<TcpStream, FrameCodec>,
+    sender_id: &str,
+    code: ErrorCode,
+    message: &str,
+) {
     let msg = ServerMessage::Error(ErrorMessage {
-        sender_id: String::new(),
+        sender_id: sender_id.to_string(),
         timestamp: unix_timestamp(),
         code,
         message: message.into(),

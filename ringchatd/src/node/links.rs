@@ -6,7 +6,7 @@ use bytes::Bytes;
 use ringchat_proto::NodeId;
 use ringchat_proto::frame::frame_json;
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
-use ringchat_proto::peer::{PeerBody, PeerMessage};
+use ringchat_proto::peer::{NodeInfo, PeerBody, PeerMessage};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -19,12 +19,14 @@ const LINK_QUEUE: usize = 65_536;
 struct Link {
     tx: mpsc::Sender<Bytes>,
     task: tokio::task::JoinHandle<()>,
+    /// The peer's id, if known when the link started: only then are failures reported.
+    id: Option<NodeId>,
 }
 
 /// The node task's outbound links. Messages go out on our own connection to the
 /// receiver, never as a reply on the connection they came in on.
 pub struct Links {
-    me: NodeId,
+    me: NodeInfo,
     cluster: String,
     cfg: LinkConfig,
     events: mpsc::Sender<Event>,
@@ -32,7 +34,12 @@ pub struct Links {
 }
 
 impl Links {
-    pub fn new(me: NodeId, cluster: String, cfg: LinkConfig, events: mpsc::Sender<Event>) -> Self {
+    pub fn new(
+        me: NodeInfo,
+        cluster: String,
+        cfg: LinkConfig,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         Self {
             me,
             cluster,
@@ -46,10 +53,11 @@ impl Links {
     /// reports).
     pub fn send(&mut self, id: Option<NodeId>, address: &str, port: u16, body: PeerBody) {
         let msg = PeerMessage {
-            from: self.me,
-            sender_id: server_sender_id(self.me),
+            from: self.me.id,
+            sender_id: server_sender_id(self.me.id),
             timestamp: unix_timestamp(),
             cluster: self.cluster.clone(),
+            node: Some(self.me.clone()),
             body,
         };
         let frame = match frame_json(&msg) {
@@ -60,6 +68,11 @@ impl Links {
             }
         };
         let key = (address.to_string(), port);
+        if id.is_some() && self.links.get(&key).is_some_and(|l| l.id.is_none()) {
+            // Opened by a join probe before the peer's id was known: reopen it with the id,
+            // so that its failure is reported.
+            self.links.remove(&key);
+        }
         // A link whose task ended (its peer was unreachable) is replaced once.
         for _ in 0..2 {
             let link = self.links.entry(key.clone()).or_insert_with(|| {
@@ -72,7 +85,7 @@ impl Links {
                     self.cfg.clone(),
                     self.events.clone(),
                 ));
-                Link { tx, task }
+                Link { tx, task, id }
             });
             match link.tx.try_send(frame.clone()) {
                 Ok(()) => return,

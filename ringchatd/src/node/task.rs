@@ -62,7 +62,12 @@ impl NodeTask {
             connect_timeout: Duration::from_millis(settings.core.heartbeat_timeout),
             write_timeout: Duration::from_millis(settings.core.heartbeat_timeout.max(1000)),
         };
-        let links = Links::new(settings.id, settings.cluster.clone(), link_cfg, events_tx);
+        let links = Links::new(
+            settings.node_info(),
+            settings.cluster.clone(),
+            link_cfg,
+            events_tx,
+        );
         let (view, view_rx) = watch::channel(view_of(&node));
         (
             Self {
