@@ -423,15 +423,22 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// Kills every node. A node that had died on its own fails the test here (the daemon
+    /// must survive everything a test does to it), and on failure the log tails are printed
+    /// and the directory is kept.
     fn drop(&mut self) {
-        let failing = std::thread::panicking();
-        let ids: Vec<NodeId> = self.nodes().keys().copied().collect();
-        for node in self.nodes().values_mut() {
+        let mut crashed = Vec::new();
+        for (id, node) in self.nodes().iter_mut() {
             if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    crashed.push(format!("node {id} exited on its own ({status})"));
+                }
                 process::kill9(child);
             }
         }
-        if failing {
+        let panicking = std::thread::panicking();
+        if panicking || !crashed.is_empty() {
+            let ids: Vec<NodeId> = self.nodes().keys().copied().collect();
             for id in ids {
                 eprintln!(
                     "----- node {id}: last {LOG_TAIL_LINES} log lines -----\n{}",
@@ -440,6 +447,9 @@ impl Drop for Cluster {
             }
             self.dir.disable_cleanup(true);
             eprintln!("----- logs kept in {} -----", self.dir.path().display());
+        }
+        if !panicking && !crashed.is_empty() {
+            panic!("{}", crashed.join("; "));
         }
     }
 }

@@ -16,6 +16,10 @@ use crate::bins::binaries;
 use crate::process;
 use crate::wait::LONG;
 
+/// The client's `--timeout`: it gives up (exit 1) after this long without progress, well
+/// before [`RealClient::finish`] stops waiting for it.
+const CLIENT_TIMEOUT_SECS: u64 = 15;
+
 /// A frame the client printed, with the time it was read from its stdout.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -36,10 +40,11 @@ pub struct RealClient {
 }
 
 impl RealClient {
-    /// Starts `ringchat-client --json <args>` with stdin piped (inside `netns` if given).
+    /// Starts `ringchat-client --json --timeout 15 <args>` with stdin piped (inside `netns`
+    /// if given).
     pub fn spawn(args: &[String], netns: Option<&str>) -> RealClient {
         let mut child = process::command(&binaries().client, netns)
-            .arg("--json")
+            .args(["--json", "--timeout", &CLIENT_TIMEOUT_SECS.to_string()])
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
