@@ -79,7 +79,7 @@ trap stop INT TERM EXIT
 
 for id in 1 2 3; do "$work/start-node.sh" "$id"; done
 if ! leader=$("$bin/ringchat-bench" leader --servers "$servers" --timeout 15); then
-  echo "No leader after 15 s; server logs:" >&2
+  echo "The servers did not agree on one leader within 15 s; server logs:" >&2
   tail -n 20 "$work"/node*.log >&2
   exit 1
 fi

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS;
 
+use crate::cluster;
 use crate::failover::{self, FailoverConfig};
 use crate::openloop::{self, Flavor, OpenLoopConfig};
 use crate::report::Report;
@@ -35,7 +36,7 @@ pub enum Mode {
     /// Kill the leader K times while sending: time from kill to the next acked message,
     /// and a check that no acked message was lost.
     Failover(FailoverArgs),
-    /// Wait until a leader serves clients and print its id (for scripts).
+    /// Wait until every server names the same leader and it serves clients; print its id.
     Leader(LeaderArgs),
 }
 
@@ -254,19 +255,31 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Mode::Leader(a) => {
             let limit = secs("timeout", a.timeout)?;
             let deadline = Instant::now() + limit;
+            let ids = loop {
+                match cluster::map_ids(&a.servers, "bench-leader", Duration::from_millis(500)).await
+                {
+                    Ok(ids) => break ids,
+                    Err(e) if Instant::now() >= deadline => return Err(e),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            };
             loop {
-                for addr in &a.servers {
-                    if let Ok(info) =
-                        session::ping(addr, "bench-leader", Duration::from_millis(500)).await
-                        && info.is_leader
-                        && let Some(id) = info.leader_id
-                    {
-                        println!("{id}");
-                        return Ok(true);
-                    }
+                // Every server must name the same leader: a server alone in its own ring
+                // would lead itself and make the figures meaningless.
+                if let Some(id) = cluster::agreed_leader(&ids, "bench-leader").await
+                    && let Some(addr) = ids.get(&id)
+                    && session::ping(addr, "bench-leader", Duration::from_millis(500))
+                        .await
+                        .is_ok_and(|i| i.is_leader)
+                {
+                    println!("{id}");
+                    return Ok(true);
                 }
                 if Instant::now() >= deadline {
-                    bail!("no server of {} leads after {limit:?}", a.servers.join(","));
+                    bail!(
+                        "the servers {} did not agree on a serving leader within {limit:?}",
+                        a.servers.join(",")
+                    );
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
