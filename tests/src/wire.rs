@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ringchat_proto::limits::MAX_CLIENT_FRAME;
@@ -62,7 +63,6 @@ pub struct WireClient {
     pub client_id: String,
     /// This client's `username`.
     pub username: String,
-    sent: u64,
     largest_frame: usize,
 }
 
@@ -78,7 +78,6 @@ impl WireClient {
             stream,
             client_id: client_id.to_string(),
             username: client_id.chars().take(32).collect(),
-            sent: 0,
             largest_frame: 0,
         }
     }
@@ -114,11 +113,16 @@ impl WireClient {
             .unwrap_or_else(|e| panic!("send {value}: {e}"));
     }
 
-    /// Sends a `client_message` with the next message id (`<client_id>:<n>`) and returns
-    /// that id.
+    /// Sends a `client_message` with a fresh message id (`<client_id>:<n>`, `n` unique in
+    /// the test process, so reconnecting with the same `client_id` never repeats an id by
+    /// accident) and returns that id.
     pub fn send_chat(&mut self, content: &str) -> String {
-        self.sent += 1;
-        let id = format!("{}:{}", self.client_id, self.sent);
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let id = format!(
+            "{}:{}",
+            self.client_id,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let req = chat_request(&self.client_id, &self.username, content, &id);
         self.send(&req);
         id
@@ -127,11 +131,16 @@ impl WireClient {
     /// Sends a message and waits for its `message_delivered`; returns its sequence number.
     /// Other frames (broadcasts) that arrive meanwhile are dropped.
     pub fn chat(&mut self, content: &str) -> Seq {
+        self.chat_with_id(content).1
+    }
+
+    /// [`WireClient::chat`], returning the message id too.
+    pub fn chat_with_id(&mut self, content: &str) -> (String, Seq) {
         let id = self.send_chat(content);
         match self
             .recv_until(|m| matches!(m, ServerMessage::MessageDelivered(d) if d.message_id == id))
         {
-            ServerMessage::MessageDelivered(d) => d.sequence_number,
+            ServerMessage::MessageDelivered(d) => (id, d.sequence_number),
             _ => unreachable!(),
         }
     }

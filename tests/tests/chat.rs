@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::wait::SHORT;
-use ringchat_cluster_tests::wire::{WireClient, connect_request};
+use ringchat_cluster_tests::wire::{WireClient, chat_request, connect_request};
 use ringchat_cluster_tests::{ChatEntry, Seq};
 use ringchat_proto::limits::MAX_CLIENT_FRAME;
 use ringchat_proto::server::ServerMessage;
@@ -181,4 +181,47 @@ fn history_over_64_kib_is_split_into_frames() {
     // The session is still usable after the long answers.
     reader.send(&json!({"msg_type": "client_ping", "client_id": "reader"}));
     assert!(matches!(reader.recv(), ServerMessage::ClientPingAck(_)));
+}
+
+/// Sends `(client_id, message_id)` on `c` and returns the acked sequence number; counts the
+/// broadcasts of that message id seen on the way in `broadcasts`.
+fn send_and_ack(c: &mut WireClient, message_id: &str, broadcasts: &mut usize) -> Seq {
+    let req = chat_request(&c.client_id.clone(), "dup", "same message", message_id);
+    c.send(&req);
+    loop {
+        match c.recv() {
+            ServerMessage::ChatBroadcast(b) if b.entry.message_id == message_id => *broadcasts += 1,
+            ServerMessage::MessageDelivered(d) if d.message_id == message_id => {
+                return d.sequence_number;
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_resent_message_id_is_stored_and_broadcast_once() {
+    let cluster = Cluster::start_all(&[1, 2]);
+    cluster.wait_converged(2, SHORT);
+    let leader = cluster.client_addr(2);
+    let (mut c, _) = WireClient::session(&leader, "dup", None);
+    let mut broadcasts = 0;
+    let first = send_and_ack(&mut c, "dup:resent", &mut broadcasts);
+    let again = send_and_ack(&mut c, "dup:resent", &mut broadcasts);
+    assert_eq!(
+        again, first,
+        "a resend is acked with the same sequence number"
+    );
+    drop(c);
+
+    // After a reconnect (same client_id) too.
+    let (mut c, _) = WireClient::session(&leader, "dup", Some(first));
+    let after_reconnect = send_and_ack(&mut c, "dup:resent", &mut broadcasts);
+    assert_eq!(after_reconnect, first);
+    // A later message proves the stream has moved past any late duplicate broadcast.
+    let next = c.chat("next");
+    assert_eq!(next, first + 1);
+    assert_eq!(broadcasts, 1, "the message is broadcast once");
+    let stored = cluster.wait_same_history(&[1, 2], 2);
+    assert_eq!(stored[0].message_id, "dup:resent");
 }

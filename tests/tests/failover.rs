@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::real_client::RealClient;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
-use ringchat_cluster_tests::wire::WireClient;
+use ringchat_cluster_tests::wire::{WireClient, chat_request};
 use ringchat_cluster_tests::{ChatEntry, NodeId, Seq, report};
+use ringchat_proto::server::ServerMessage;
 
 /// Gap between two lines the client is fed.
 const PACE: Duration = Duration::from_millis(10);
@@ -194,15 +195,15 @@ fn thawed_leader_rejoins_and_keeps_every_acked_message() {
     let mut acked = BTreeMap::new();
     let (mut first, _) = WireClient::session(&cluster.client_addr(3), "first", None);
     for i in 1..=10 {
-        let seq = first.chat(&format!("message {i}"));
-        acked.insert(format!("first:{i}"), seq);
+        let (id, seq) = first.chat_with_id(&format!("message {i}"));
+        acked.insert(id, seq);
     }
     cluster.freeze(3);
     cluster.wait_converged_among(&[1, 2], 2, SHORT);
     let (mut second, _) = WireClient::session(&cluster.client_addr(2), "second", None);
     for i in 11..=20 {
-        let seq = second.chat(&format!("message {i}"));
-        acked.insert(format!("second:{}", i - 10), seq);
+        let (id, seq) = second.chat_with_id(&format!("message {i}"));
+        acked.insert(id, seq);
     }
 
     // The old leader wakes up in an old epoch. One ring must result, led by the highest
@@ -212,4 +213,32 @@ fn thawed_leader_rejoins_and_keeps_every_acked_message() {
     check_survivors(&cluster, &[1, 2, 3], &acked, 20);
     let (mut third, _) = WireClient::session(&cluster.client_addr(3), "third", None);
     assert_eq!(third.chat("message 21"), 21);
+}
+
+#[test]
+fn a_resend_after_failover_is_deduplicated() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let (mut c, _) = WireClient::session(&cluster.client_addr(3), "dedup", None);
+    let (id, seq) = c.chat_with_id("acked by the old leader");
+    cluster.kill9(3);
+    cluster.wait_converged(2, SHORT);
+
+    // The client did not see the ack (say) and resends with the same message id.
+    let (mut c, _) = WireClient::session(&cluster.client_addr(2), "dedup", Some(0));
+    c.send(&chat_request(
+        "dedup",
+        "dedup",
+        "acked by the old leader",
+        &id,
+    ));
+    match c.recv_until(|m| matches!(m, ServerMessage::MessageDelivered(_))) {
+        ServerMessage::MessageDelivered(d) => {
+            assert_eq!(d.message_id, id);
+            assert_eq!(d.sequence_number, seq, "the new leader knows the message");
+        }
+        _ => unreachable!(),
+    }
+    assert_eq!(c.chat("a new one"), seq + 1);
+    cluster.wait_same_history(&[1, 2], 2);
 }
