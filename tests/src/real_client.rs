@@ -152,6 +152,28 @@ impl RealClient {
             .collect()
     }
 
+    /// Every frame of type `msg_type` printed so far, in order.
+    pub fn frames(&self, msg_type: &str) -> Vec<Value> {
+        lock(&self.received)
+            .iter()
+            .filter(|r| r.frame["msg_type"] == msg_type)
+            .map(|r| r.frame.clone())
+            .collect()
+    }
+
+    /// The chat broadcasts printed so far, as `(sequence_number, message_id)`.
+    pub fn broadcasts(&self) -> Vec<(Seq, String)> {
+        self.frames("chat_broadcast")
+            .iter()
+            .map(|f| {
+                (
+                    f["sequence_number"].as_u64().unwrap_or_default(),
+                    f["message_id"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The distinct delivered message ids with their sequence numbers; panics if one id was
     /// acknowledged twice with different sequence numbers.
     pub fn delivered(&self) -> BTreeMap<String, Seq> {

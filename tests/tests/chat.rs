@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use ringchat_cluster_tests::cluster::Cluster;
-use ringchat_cluster_tests::wait::SHORT;
+use ringchat_cluster_tests::real_client::RealClient;
+use ringchat_cluster_tests::wait::{SHORT, wait_for, wait_until};
 use ringchat_cluster_tests::wire::{WireClient, chat_request, connect_request};
 use ringchat_cluster_tests::{ChatEntry, Seq};
 use ringchat_proto::limits::MAX_CLIENT_FRAME;
@@ -224,4 +225,53 @@ fn a_resent_message_id_is_stored_and_broadcast_once() {
     assert_eq!(broadcasts, 1, "the message is broadcast once");
     let stored = cluster.wait_same_history(&[1, 2], 2);
     assert_eq!(stored[0].message_id, "dup:resent");
+}
+
+#[test]
+fn real_clients_chat_and_a_late_one_gets_the_history() {
+    let cluster = Cluster::start_all(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let addrs = cluster.client_addrs();
+    let mut alice = RealClient::scripted(&addrs, "alice", "real-alice");
+    let mut bob = RealClient::scripted(&addrs, "bob", "real-bob");
+    // Connected (history received) before anyone sends, so both see every broadcast.
+    wait_until(SHORT, "both clients to connect", || {
+        !alice.frames("history_response").is_empty() && !bob.frames("history_response").is_empty()
+    });
+    for i in 0..10 {
+        alice.send_line(&format!("alice line {i}"));
+        bob.send_line(&format!("bob line {i}"));
+    }
+    wait_for(SHORT, "both clients to see 20 broadcasts", || {
+        let (a, b) = (alice.broadcasts(), bob.broadcasts());
+        if a.len() >= 20 && b.len() >= 20 {
+            Ok(())
+        } else {
+            Err(format!("alice saw {a:?}, bob saw {b:?}"))
+        }
+    });
+    for client in [&mut alice, &mut bob] {
+        let status = client.finish();
+        assert!(status.success(), "stderr:\n{}", client.stderr());
+        assert_eq!(client.delivered().len(), 10);
+    }
+    let seen = alice.broadcasts();
+    assert_eq!(seen, bob.broadcasts(), "one order for both");
+    let order: Vec<Seq> = seen.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(order, (1..=20).collect::<Vec<_>>());
+
+    let mut carol = RealClient::scripted(&addrs, "carol", "real-carol");
+    wait_until(SHORT, "carol's history on connect", || {
+        !carol.frames("history_response").is_empty()
+    });
+    let history = carol.frames("history_response");
+    let ids: Vec<&str> = history[0]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap_or_default())
+        .collect();
+    let expected: Vec<&str> = seen.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, expected);
+    assert!(carol.finish().success());
 }
