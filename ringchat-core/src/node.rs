@@ -138,7 +138,7 @@ impl Node {
                 if msg.from == self.me.id {
                     return;
                 }
-                if let Some(node) = msg.node.filter(|n| n.id == msg.from) {
+                if let Some(node) = msg.origin.filter(|n| n.id == msg.from) {
                     self.known.insert(node.id, node);
                 }
                 self.heard(msg.from);

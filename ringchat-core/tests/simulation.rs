@@ -293,14 +293,23 @@ impl Sim {
             let input = match m.body {
                 // Marker for "the link to `from` was refused".
                 PeerBody::ElectionStart { epoch: u64::MAX } => Input::PeerUnreachable(m.from),
-                body => Input::Peer(PeerMessage {
-                    from: m.from,
-                    sender_id: String::new(),
-                    timestamp: 0.0,
-                    cluster: "ringchat".into(),
-                    node: Some(info(m.from)),
-                    body,
-                }),
+                body => {
+                    let msg = PeerMessage {
+                        from: m.from,
+                        sender_id: String::new(),
+                        timestamp: 0.0,
+                        cluster: "ringchat".into(),
+                        origin: Some(info(m.from)),
+                        body,
+                    };
+                    // Through the wire format, as the daemon does: a message that does not
+                    // survive its own encoding fails here, not only in a real cluster.
+                    let wire = serde_json::to_vec(&msg).expect("ring message encodes");
+                    let back: PeerMessage =
+                        serde_json::from_slice(&wire).expect("ring message decodes");
+                    assert_eq!(back, msg);
+                    Input::Peer(back)
+                }
             };
             node.step(now, input);
             self.flush(m.to);

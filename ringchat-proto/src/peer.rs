@@ -37,8 +37,9 @@ pub struct PeerMessage {
     #[serde(default)]
     pub cluster: String,
     /// How to reach the sender, so that a server can answer one it does not know yet.
+    /// (Not `node`: that name belongs to the join messages' own field.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<NodeInfo>,
+    pub origin: Option<NodeInfo>,
     /// The message itself.
     #[serde(flatten)]
     pub body: PeerBody,
@@ -213,7 +214,7 @@ mod tests {
             sender_id: "Server 2".into(),
             timestamp: 1.5,
             cluster: "ringchat".into(),
-            node: None,
+            origin: None,
             body: PeerBody::ElectionVote {
                 epoch: 7,
                 candidate: 3,
@@ -224,6 +225,33 @@ mod tests {
         assert_eq!(v["candidate"], 3);
         assert_eq!(v["from"], 2);
         let back: PeerMessage = serde_json::from_value(v).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn join_messages_round_trip_with_an_origin() {
+        let me = NodeInfo {
+            id: 4,
+            address: "10.0.0.4".into(),
+            port: 5004,
+            client_port: 5104,
+        };
+        let msg = PeerMessage {
+            from: 4,
+            sender_id: "Server 4".into(),
+            timestamp: 1.0,
+            cluster: "ringchat".into(),
+            origin: Some(me.clone()),
+            body: PeerBody::RingJoinRequest {
+                node: me,
+                epoch: 3,
+                last_seq: 9,
+                last_epoch: 2,
+                probe: false,
+            },
+        };
+        let text = serde_json::to_string(&msg).unwrap();
+        let back: PeerMessage = serde_json::from_str(&text).unwrap();
         assert_eq!(back, msg);
     }
 

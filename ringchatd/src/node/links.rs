@@ -57,7 +57,7 @@ impl Links {
             sender_id: server_sender_id(self.me.id),
             timestamp: unix_timestamp(),
             cluster: self.cluster.clone(),
-            node: Some(self.me.clone()),
+            origin: Some(self.me.clone()),
             body,
         };
         let frame = match frame_json(&msg) {
