@@ -76,6 +76,9 @@ pub struct Node {
     last_rejoin: Option<Millis>,
     /// When the leader last spoke to us as our leader (beat, batch, ring update).
     leader_contact: Millis,
+    /// The highest commit point a leader told us of: while our history is shorter we are
+    /// catching up, and a server catching up must not lead (it would serve a cut history).
+    leader_commit: Seq,
     last_heard: HashMap<NodeId, Millis>,
     /// How to reach every server we heard from, members or not: answers to a server we
     /// do not count in the ring (yet) still arrive.
@@ -113,6 +116,7 @@ impl Node {
             last_join_probe: None,
             last_rejoin: None,
             leader_contact: now,
+            leader_commit: 0,
             last_heard: HashMap::new(),
             known: HashMap::new(),
             watched: Vec::new(),
@@ -322,7 +326,13 @@ impl Node {
                 prev_epoch,
                 entries,
                 reset,
-            } => self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset),
+                commit,
+            } => {
+                self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset);
+                if self.is_follower_of(from) {
+                    self.leader_commit = self.leader_commit.max(commit);
+                }
+            }
             PeerBody::ReplicationAck {
                 epoch,
                 last_seq,
@@ -375,6 +385,17 @@ impl Node {
                 body,
             });
         }
+    }
+
+    /// Whether we know our history to be behind what was committed: then we take part in
+    /// elections only as a messenger, never as a candidate.
+    fn catching_up(&self) -> bool {
+        self.log.last_seq() < self.leader_commit
+    }
+
+    /// The id we campaign with: our own, or 0 (below everyone) while catching up.
+    fn campaign_id(&self) -> NodeId {
+        if self.catching_up() { 0 } else { self.me.id }
     }
 
     fn successor_id(&self) -> NodeId {

@@ -40,6 +40,9 @@ pub struct FollowerProgress {
     /// While merging: everything pulled so far is identical to our own history, so its
     /// next entries simply continue ours.
     pub merge_prefix: bool,
+    /// While merging: the first of its entries that differs from ours. Replication resumes
+    /// there, so the common part of its history is never thrown away and sent again.
+    pub diverged_at: Seq,
     /// Its newest entry as it last reported it (join request or report to a new leader).
     pub reported_last: Seq,
     /// The epoch of that entry.
@@ -58,9 +61,19 @@ impl FollowerProgress {
             last_ack: now,
             pull_seq: 1,
             merge_prefix: true,
+            diverged_at: 0,
             reported_last: 0,
             reported_epoch: 0,
         }
+    }
+
+    /// Starts pulling its history from the beginning to merge it into ours.
+    pub fn begin_merge(&mut self, now: Millis) {
+        self.state = FollowerState::Merging;
+        self.pull_seq = 1;
+        self.merge_prefix = true;
+        self.diverged_at = 0;
+        self.waiting_since = Some(now);
     }
 
     /// Whether the leader sends it entries.

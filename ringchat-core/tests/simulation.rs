@@ -746,6 +746,44 @@ fn higher_id_joining_takes_over_with_the_full_history() {
 }
 
 #[test]
+fn a_server_catching_up_never_leads_with_a_cut_history() {
+    let mut sim = Sim::new(21, true);
+    // One chunk in flight: catching up on 3000 entries takes 30 round trips.
+    sim.cfg.max_inflight_entries = 100;
+    sim.start(1);
+    sim.start(2);
+    sim.run_until_settled(5_000);
+    for i in 0..3000 {
+        sim.client_send(i);
+        if i % 50 == 0 {
+            sim.step();
+        }
+    }
+    sim.run_until_settled(10_000);
+    // The highest id arrives empty and starts catching up; the leader dies meanwhile.
+    sim.start(3);
+    sim.run_for(60);
+    assert!(
+        sim.node(3).log().last_seq() < 3000,
+        "3 must still be catching up"
+    );
+    sim.crash(2);
+    sim.run_for(300);
+    let leader = sim.serving_leader().expect("a leader serves");
+    assert_ne!(
+        leader, 3,
+        "a server catching up must not serve a cut history"
+    );
+    for i in 3000..3100 {
+        sim.client_send(i);
+        sim.step();
+    }
+    // Once caught up, the highest id takes over, with every acknowledged message.
+    assert_eq!(sim.run_until_settled(20_000), 3);
+    sim.check_histories();
+}
+
+#[test]
 fn static_peers_form_a_ring_without_multicast() {
     let mut sim = Sim::new(11, false);
     for id in [4, 1, 6, 2] {

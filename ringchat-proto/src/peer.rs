@@ -150,6 +150,10 @@ pub enum PeerBody {
         entries: Vec<ChatEntry>,
         /// Replace the whole history with this batch and what follows.
         reset: bool,
+        /// The leader's commit point: a follower below it is still catching up and does
+        /// not put itself forward in an election.
+        #[serde(default)]
+        commit: Seq,
     },
     /// A follower's state: after each batch, and when it learns of a new leader.
     ReplicationAck {

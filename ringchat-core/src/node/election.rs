@@ -31,12 +31,13 @@ impl Node {
         if self.ring.len() == 1 {
             self.win(epoch);
         } else {
+            // A server catching up starts the round for the others (candidate 0).
             let succ = self.successor_id();
             self.send(
                 succ,
                 PeerBody::ElectionVote {
                     epoch,
-                    candidate: self.me.id,
+                    candidate: self.campaign_id(),
                 },
             );
         }
@@ -89,11 +90,17 @@ impl Node {
             return;
         }
         let succ = self.successor_id();
+        let me = self.campaign_id();
         if succ == self.me.id && candidate < self.me.id {
             // Nobody else is in our view of the ring: our own vote would come straight back.
             return self.win(epoch);
         }
-        if candidate > self.me.id {
+        if candidate == 0 && me == 0 && self.participant {
+            // Every server on the way round is catching up: nobody better exists, so the
+            // highest of us leads after all (recovery pulls what it can).
+            return self.win(epoch);
+        }
+        if candidate > me {
             // Forward a candidate once per round and successor: where ring views differ, a
             // vote could otherwise circle for ever between servers that disagree on who is
             // next; when our view changes, it goes on.
@@ -103,16 +110,22 @@ impl Node {
             self.forwarded = (candidate, succ);
             self.participant = true;
             self.send(succ, PeerBody::ElectionVote { epoch, candidate });
-        } else if candidate < self.me.id {
+        } else if candidate < me {
             if !self.participant {
                 self.participant = true;
                 self.send(
                     succ,
                     PeerBody::ElectionVote {
                         epoch,
-                        candidate: self.me.id,
+                        candidate: me,
                     },
                 );
+            }
+        } else if me == 0 {
+            // A candidate-0 vote reached a server that is catching up: pass it on.
+            if !self.participant {
+                self.participant = true;
+                self.send(succ, PeerBody::ElectionVote { epoch, candidate });
             }
         } else {
             self.win(epoch);
@@ -135,7 +148,10 @@ impl Node {
         self.recovery = Some(Recovery {
             started: now,
             nudged: false,
-            deadline: now + self.cfg.replication_timeout,
+            // Followers that are alive report within a round trip, and dead ones are usually
+            // reported by their links at once; the deadline is for silent ones, and a
+            // follower dropped for silence may hold what we lack: be patient.
+            deadline: now + 2 * self.cfg.replication_timeout,
             pulling_from: None,
             recovered: 0,
         });

@@ -15,10 +15,7 @@ impl Node {
     pub(super) fn start_merge(&mut self, id: NodeId) {
         let now = self.now;
         if let Some(p) = self.followers.get_mut(&id) {
-            p.state = FollowerState::Merging;
-            p.pull_seq = 1;
-            p.merge_prefix = true;
-            p.waiting_since = Some(now);
+            p.begin_merge(now);
         }
         self.notice(crate::Notice::FollowerReset { id });
         self.request_merge_chunk(id, 1);
@@ -59,6 +56,7 @@ impl Node {
         }
         let got = entries.len() as Seq;
         let mut prefix = p.merge_prefix;
+        let mut diverged_at = p.diverged_at;
         for e in entries {
             let seq = e.sequence_number;
             if prefix && self.log.matches(seq, e.epoch) {
@@ -70,7 +68,10 @@ impl Node {
                 self.log.append(e);
                 continue;
             }
-            prefix = false;
+            if prefix {
+                prefix = false;
+                diverged_at = seq;
+            }
             if !known {
                 let seq = self.log.last_seq() + 1;
                 self.log.append(ChatEntry {
@@ -86,6 +87,7 @@ impl Node {
             return;
         };
         p.merge_prefix = prefix;
+        p.diverged_at = diverged_at;
         if got > 0 && next <= last_seq {
             p.pull_seq = next;
             p.waiting_since = Some(now);
@@ -94,15 +96,14 @@ impl Node {
         // All of its messages are ours now. Where its history is a prefix of ours it just
         // continues; otherwise it is replaced by ours.
         p.state = FollowerState::Syncing;
-        if prefix {
-            p.reset = false;
-            p.match_seq = expected + got - 1;
-            p.next_seq = p.match_seq + 1;
+        p.reset = false;
+        p.match_seq = if prefix {
+            expected + got - 1
         } else {
-            p.reset = true;
-            p.match_seq = 0;
-            p.next_seq = 1;
-        }
+            // Its history agrees with ours before `diverged_at`: overwrite from there.
+            diverged_at.saturating_sub(1)
+        };
+        p.next_seq = p.match_seq + 1;
         p.waiting_since = Some(now);
         let caught_up = !p.reset && p.next_seq > self.log.last_seq();
         if caught_up {

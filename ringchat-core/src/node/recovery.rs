@@ -168,10 +168,7 @@ impl Node {
         if p.reported_last > self.log.last_seq()
             || !self.log.matches(p.reported_last, p.reported_epoch)
         {
-            p.state = FollowerState::Merging;
-            p.pull_seq = 1;
-            p.merge_prefix = true;
-            p.waiting_since = Some(self.now);
+            p.begin_merge(self.now);
             self.notice(Notice::FollowerReset { id });
             self.request_merge_chunk(id, 1);
             return;

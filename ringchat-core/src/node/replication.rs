@@ -140,6 +140,7 @@ impl Node {
                     prev_epoch: self.log.epoch_at(prev_seq).unwrap_or(0),
                     entries: self.log.range(prev_seq, n as usize).to_vec(),
                     reset,
+                    commit: self.commit_seq,
                 };
                 self.send(id, body);
                 if n == 0 {

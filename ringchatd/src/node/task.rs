@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// Events handled before actions are carried out: proposals arriving together share one
 /// replication frame per follower.
 const BATCH: usize = 512;
+/// Events handled before a timer tick at most (bounds the tick's delay).
+const PENDING_BEFORE_TICK: usize = 16_384;
 /// Most entries a reconnecting client is sent; a larger gap resets its view.
 const MAX_CATCH_UP: Seq = 10_000;
 
@@ -100,6 +102,14 @@ impl NodeTask {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
+                    // Timers judge silence by what was received: hear everything that has
+                    // already arrived first, or a busy server would take busy peers for dead.
+                    for _ in 0..PENDING_BEFORE_TICK {
+                        match self.events.try_recv() {
+                            Ok(ev) => self.handle(ev),
+                            Err(_) => break,
+                        }
+                    }
                     let now = self.now();
                     self.node.step(now, Input::Tick);
                     self.after_step();
