@@ -12,7 +12,12 @@
 //! - [`wire`] is a small blocking protocol client for precise assertions.
 //! - [`real_client`] runs `ringchat-client` in scripted mode and collects its output.
 //! - [`netns`] creates a network namespace with a multicast-capable loopback.
+//! - [`process`] spawns children that die with the test, signals and reaps them.
 //! - [`wait`] polls a condition until a deadline: the tests never sleep to synchronise.
+//!
+//! The tests themselves live in `tests/*.rs`, one file per topic; run them with
+//! `cargo test -p ringchat-cluster-tests`. Measurements (failover times) and `SKIP` notes
+//! are written straight to stderr, so they show without `--nocapture`.
 
 pub mod admin;
 pub mod bins;
