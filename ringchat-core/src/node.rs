@@ -76,6 +76,8 @@ pub struct Node {
     last_rejoin: Option<Millis>,
     /// When the leader last spoke to us as our leader (beat, batch, ring update).
     leader_contact: Millis,
+    /// When the last tick ran: a long gap means this server itself was paused.
+    last_tick: Option<Millis>,
     /// The highest commit point a leader told us of: while our history is shorter we are
     /// catching up, and a server catching up must not lead (it would serve a cut history).
     leader_commit: Seq,
@@ -116,6 +118,7 @@ impl Node {
             last_join_probe: None,
             last_rejoin: None,
             leader_contact: now,
+            last_tick: None,
             leader_commit: 0,
             last_heard: HashMap::new(),
             known: HashMap::new(),
@@ -276,11 +279,57 @@ impl Node {
     }
 
     fn on_tick(&mut self) {
+        let gap = self.now.saturating_sub(self.last_tick.unwrap_or(self.now));
+        self.last_tick = Some(self.now);
+        if gap > self.cfg.heartbeat_timeout {
+            // We were not running (stopped, swapped out, a stalled machine): everyone's
+            // silence is ours. Start every clock afresh instead of declaring the world dead.
+            self.forgive_own_pause();
+        }
         self.tick_membership();
         self.tick_election();
         self.tick_heartbeats();
         if self.role == Role::Leader {
             self.tick_leader();
+        }
+    }
+
+    fn forgive_own_pause(&mut self) {
+        let now = self.now;
+        for t in self.last_heard.values_mut() {
+            *t = now;
+        }
+        self.missed.clear();
+        self.leader_contact = now;
+        self.election_deadline = self.election_deadline.max(now + self.cfg.election_timeout);
+        for p in self.followers.values_mut() {
+            if p.waiting_since.is_some() {
+                p.waiting_since = Some(now);
+            }
+        }
+        if let Some(rec) = &mut self.recovery {
+            rec.deadline = rec.deadline.max(now + self.cfg.replication_timeout);
+        }
+    }
+
+    /// A server spoke to us from an older epoch (it was cut off, or paused): tell it where
+    /// the ring is now, so that it follows instead of leading on its own.
+    fn answer_stale(&mut self, from: NodeId) {
+        match (self.role, self.leader.clone()) {
+            (Role::Leader, _) => {
+                let body = self.ring_update_body();
+                self.send(from, body);
+            }
+            (Role::Follower, Some(leader)) if leader.id != from => {
+                let body = PeerBody::RingJoinAccept {
+                    node: self.me.clone(),
+                    leader: Some(leader),
+                    epoch: self.epoch,
+                    accepted: false,
+                };
+                self.send(from, body);
+            }
+            _ => {}
         }
     }
 
@@ -318,7 +367,7 @@ impl Node {
             } => self.on_ring_update(from, epoch, members, version),
             PeerBody::RingLeave { epoch, node, .. } => self.on_ring_leave(from, epoch, node),
             PeerBody::ElectionStart { epoch } => self.on_election_start(epoch),
-            PeerBody::ElectionVote { epoch, candidate } => self.on_vote(epoch, candidate),
+            PeerBody::ElectionVote { epoch, candidate } => self.on_vote(from, epoch, candidate),
             PeerBody::ElectionLeader { epoch, leader } => self.on_elected(epoch, leader),
             PeerBody::ReplicationSync {
                 epoch,

@@ -71,6 +71,8 @@ struct Sim {
     votes: HashMap<Epoch, usize>,
     announcements: HashMap<Epoch, usize>,
     multicast: bool,
+    /// Servers that are stopped (SIGSTOP): they neither tick nor read; frames wait for them.
+    frozen: HashSet<NodeId>,
     /// Delivery time of the last frame per link: links are FIFO, like TCP.
     link_clock: HashMap<(NodeId, NodeId), u64>,
     /// Messages a side's leader took during a partition: acknowledged once that leader
@@ -93,6 +95,7 @@ impl Sim {
             announcements: HashMap::new(),
             multicast,
             link_clock: HashMap::new(),
+            frozen: HashSet::new(),
             pending_at: Vec::new(),
         }
     }
@@ -132,6 +135,17 @@ impl Sim {
                 .iter()
                 .all(|m| m.acked_seq.is_none() || log.find(&m.key.0, &m.key.1).is_some())
         })
+    }
+
+    /// SIGCONT: like a real process, the thawed server's timers fire before it has read
+    /// what queued up for it.
+    fn thaw(&mut self, id: NodeId) {
+        self.frozen.remove(&id);
+        let now = self.now;
+        if let Some(Some(n)) = self.nodes.get_mut(&id) {
+            n.step(now, Input::Tick);
+        }
+        self.flush(id);
     }
 
     fn crash(&mut self, id: NodeId) {
@@ -272,9 +286,10 @@ impl Sim {
     fn step(&mut self) {
         self.now += STEP_MS;
         let now = self.now;
+        let frozen = self.frozen.clone();
         let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue)
             .into_iter()
-            .partition(|m| m.at <= now);
+            .partition(|m| m.at <= now && !frozen.contains(&m.to));
         self.queue = rest;
         for m in due {
             let Some(Some(node)) = self.nodes.get_mut(&m.to) else {
@@ -315,6 +330,9 @@ impl Sim {
             self.flush(m.to);
         }
         for id in self.live() {
+            if self.frozen.contains(&id) {
+                continue;
+            }
             if let Some(Some(n)) = self.nodes.get_mut(&id) {
                 n.step(now, Input::Tick);
             }
@@ -322,7 +340,9 @@ impl Sim {
         }
         if self.multicast && now.is_multiple_of(500) {
             for id in self.live() {
-                self.announce(id);
+                if !self.frozen.contains(&id) {
+                    self.announce(id);
+                }
             }
         }
         self.record_acks();
@@ -337,7 +357,7 @@ impl Sim {
     fn serving_leader(&self) -> Option<NodeId> {
         self.live()
             .into_iter()
-            .filter(|id| self.node(*id).is_serving_leader())
+            .filter(|id| !self.frozen.contains(id) && self.node(*id).is_serving_leader())
             .max()
     }
 
@@ -781,6 +801,32 @@ fn a_server_catching_up_never_leads_with_a_cut_history() {
     // Once caught up, the highest id takes over, with every acknowledged message.
     assert_eq!(sim.run_until_settled(20_000), 3);
     sim.check_histories();
+}
+
+#[test]
+fn a_paused_leader_rejoins_instead_of_leading_on_its_own() {
+    for (seed, multicast) in [(31, true), (32, false), (33, true), (34, false)] {
+        let mut sim = Sim::new(seed, multicast);
+        for id in 1..=3 {
+            sim.start(id);
+        }
+        assert_eq!(sim.run_until_settled(5_000), 3);
+        for i in 0..10 {
+            sim.client_send(i);
+            sim.step();
+        }
+        // SIGSTOP the leader long enough for the others to elect without it.
+        sim.frozen.insert(3);
+        sim.run_for(1_000);
+        assert_eq!(sim.serving_leader(), Some(2), "seed {seed}");
+        for i in 10..20 {
+            sim.client_send(i);
+            sim.step();
+        }
+        sim.thaw(3);
+        assert_eq!(sim.run_until_settled(10_000), 3, "seed {seed}");
+        sim.check_histories();
+    }
 }
 
 #[test]

@@ -67,9 +67,10 @@ impl Node {
         }
     }
 
-    pub(super) fn on_vote(&mut self, epoch: Epoch, candidate: NodeId) {
+    pub(super) fn on_vote(&mut self, from: NodeId, epoch: Epoch, candidate: NodeId) {
         if epoch < self.epoch {
-            return self.stale("election_vote");
+            self.stale("election_vote");
+            return self.answer_stale(from);
         }
         if epoch > self.epoch {
             let was = (self.role, self.leader.as_ref().map(|l| l.id));

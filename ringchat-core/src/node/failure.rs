@@ -111,6 +111,8 @@ impl Node {
                 return self.peer_failed(from, "restarted");
             }
             self.leader_contact = self.now;
+        } else if epoch < self.epoch && epoch != 0 {
+            self.answer_stale(from);
         }
         self.send(
             from,

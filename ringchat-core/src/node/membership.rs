@@ -208,8 +208,11 @@ impl Node {
         }
         match leader {
             Some(l) if self.role == Role::Leader => {
-                // Another ring's leader that outranks us: take our ring over to it.
-                if l.id > self.me.id && !self.ring.contains(l.id) {
+                // Another ring's leader that outranks us, or leads a newer epoch than ours
+                // (we were cut off or paused): take our ring over to it.
+                if l.id != self.me.id
+                    && ((l.id > self.me.id && !self.ring.contains(l.id)) || epoch > self.epoch)
+                {
                     self.yield_to(l);
                 }
             }
@@ -240,7 +243,8 @@ impl Node {
         version: u64,
     ) {
         if epoch < self.epoch {
-            return self.stale("ring_update");
+            self.stale("ring_update");
+            return self.answer_stale(from);
         }
         if epoch == self.epoch && self.role == Role::Leader {
             return;
