@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use ringchat_proto::discovery::{ANNOUNCE, DiscoveryMessage, MAX_DATAGRAM};
@@ -27,7 +28,7 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(5);
 /// How the leader is found (`--discovery`).
 #[derive(Debug)]
 pub enum Discovery {
-    /// `--server` addresses, tried in order.
+    /// `--server` addresses, tried in turn.
     Static(Vec<String>),
     /// Ask the multicast group.
     Multicast(MulticastConfig),
@@ -52,12 +53,20 @@ pub struct MulticastConfig {
 pub struct Finder {
     discovery: Discovery,
     events: UnboundedSender<Event>,
+    /// Where the next search of the `--server` list starts: just after the server found
+    /// last, so that a server that accepts connections but never answers (a stopped
+    /// process) is not tried first again and again.
+    next: AtomicUsize,
 }
 
 impl Finder {
     /// A finder reporting its progress as [`Event::Notice`]s.
     pub fn new(discovery: Discovery, events: UnboundedSender<Event>) -> Self {
-        Self { discovery, events }
+        Self {
+            discovery,
+            events,
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// A TCP connection and the address it reached: `redirect` first if given, then the
@@ -78,8 +87,12 @@ impl Finder {
         let mut backoff = Backoff::default();
         let mut said = false;
         loop {
-            for address in servers {
+            let start = self.next.load(Ordering::Relaxed);
+            for i in 0..servers.len() {
+                let k = (start + i) % servers.len();
+                let address = &servers[k];
                 if let Some(stream) = connect(address).await {
+                    self.next.store(k + 1, Ordering::Relaxed);
                     return (stream, address.clone());
                 }
             }
