@@ -14,20 +14,8 @@ impl Node {
     /// Starts a new round with an epoch above every epoch seen.
     pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
         let epoch = next_epoch(self.epoch.max(self.seen_epoch), self.me.id);
-        let was = (self.role, self.leader.as_ref().map(|l| l.id));
-        self.epoch = epoch;
-        self.forwarded = (0, 0);
-        self.role = Role::Candidate;
-        self.leader = None;
-        self.followers.clear();
-        self.recovery = None;
-        self.participant = true;
-        self.leaderless_since = None;
-        self.election_deadline = self.now + self.cfg.election_timeout;
         self.notice(Notice::ElectionStarted { trigger, epoch });
-        if was != (Role::Candidate, None) {
-            self.notice(Notice::RoleChanged);
-        }
+        self.enter_round(epoch, true);
         if self.ring.len() == 1 {
             self.win(epoch);
         } else {
@@ -40,6 +28,24 @@ impl Node {
                     candidate: self.campaign_id(),
                 },
             );
+        }
+    }
+
+    /// Becomes a candidate in the round of `epoch`, as its starter (`participant`) or
+    /// because a vote of it arrived.
+    fn enter_round(&mut self, epoch: Epoch, participant: bool) {
+        let was = (self.role, self.leader.as_ref().map(|l| l.id));
+        self.epoch = epoch;
+        self.forwarded = (0, 0);
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.followers.clear();
+        self.recovery = None;
+        self.participant = participant;
+        self.leaderless_since = None;
+        self.election_deadline = self.now + self.cfg.election_timeout;
+        if was != (Role::Candidate, None) {
+            self.notice(Notice::RoleChanged);
         }
     }
 
@@ -73,19 +79,7 @@ impl Node {
             return self.answer_stale(from);
         }
         if epoch > self.epoch {
-            let was = (self.role, self.leader.as_ref().map(|l| l.id));
-            self.epoch = epoch;
-            self.forwarded = (0, 0);
-            self.role = Role::Candidate;
-            self.leader = None;
-            self.followers.clear();
-            self.recovery = None;
-            self.participant = false;
-            self.leaderless_since = None;
-            self.election_deadline = self.now + self.cfg.election_timeout;
-            if was != (Role::Candidate, None) {
-                self.notice(Notice::RoleChanged);
-            }
+            self.enter_round(epoch, false);
         } else if self.role != Role::Candidate {
             // The round of this epoch is decided already: a late vote.
             return;
