@@ -148,6 +148,7 @@ impl Node {
                 if let Some(node) = msg.origin.filter(|n| n.id == msg.from) {
                     self.known.insert(node.id, node);
                 }
+                self.bound_peer_tables();
                 self.heard(msg.from);
                 self.on_peer(msg.from, msg.body);
             }
@@ -291,6 +292,17 @@ impl Node {
         self.tick_heartbeats();
         if self.role == Role::Leader {
             self.tick_leader();
+        }
+    }
+
+    /// Frames under ever new ids must not grow our memory: beyond a generous bound, forget
+    /// every server that is not a member.
+    fn bound_peer_tables(&mut self) {
+        const MAX_KNOWN: usize = 1024;
+        if self.known.len() > MAX_KNOWN || self.last_heard.len() > MAX_KNOWN {
+            let ring = &self.ring;
+            self.known.retain(|id, _| ring.contains(*id));
+            self.last_heard.retain(|id, _| ring.contains(*id));
         }
     }
 

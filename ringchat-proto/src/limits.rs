@@ -2,7 +2,8 @@
 
 /// Largest frame payload a client may send or receive (`max_frame`).
 pub const MAX_CLIENT_FRAME: usize = 65_536;
-/// Largest frame on the ring port: a sync chunk of 100 maximal messages fits with room.
+/// Largest frame on the ring port: a sync chunk of 500 (the most `sync_chunk_size` allows)
+/// maximal messages fits.
 pub const MAX_PEER_FRAME: usize = 16 * 1024 * 1024;
 /// Default limit on a chat text, in characters.
 pub const DEFAULT_MAX_CONTENT_CHARS: usize = 4096;

@@ -49,7 +49,7 @@ pub struct PeerMessage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaveReason {
-    /// It said goodbye (`ringchatctl leave`, SIGTERM).
+    /// It said goodbye (SIGTERM, SIGINT).
     Left,
     /// A neighbour or the leader stopped hearing from it.
     Failed,

@@ -72,7 +72,7 @@ pub struct Args {
     /// Cluster name: servers and clients of another cluster are ignored [default: ringchat].
     #[arg(long)]
     pub cluster: Option<String>,
-    /// Unix socket for `ringchatctl` [default: /run/ringchat/admin.sock].
+    /// Unix socket for local administration (JSON requests) [default: /run/ringchat/admin.sock].
     #[arg(long, value_name = "PATH")]
     pub admin_socket: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (`/metrics`); off unless given.

@@ -92,7 +92,7 @@ impl Node {
         }
         if candidate == 0 && me == 0 && self.participant {
             // Every server on the way round is catching up: nobody better exists, so the
-            // highest of us leads after all (recovery pulls what it can).
+            // round's starter leads after all (its recovery pulls what the others hold).
             return self.win(epoch);
         }
         if candidate > me {

@@ -228,6 +228,11 @@ impl Node {
             self.check_recovery();
             return;
         }
+        if self.recovery.is_some() {
+            // Until recovery ends its own deadline governs: a follower being pulled from,
+            // or waiting for the pull to end, owes us nothing yet.
+            return;
+        }
         let timeout = self.cfg.replication_timeout;
         let late: Vec<NodeId> = self
             .followers

@@ -1,7 +1,7 @@
 //! The local admin socket: one JSON request per line, one JSON answer per line.
 //!
 //! The socket is created with mode 0600 inside the process umask window, so no other user
-//! can connect to it even for an instant; `ringchatctl` and the tests speak to it.
+//! can connect to it even for an instant. Operators and the cluster tests speak to it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

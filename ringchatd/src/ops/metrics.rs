@@ -56,7 +56,7 @@ pub fn election_message(kind: &'static str) {
     counter!("ringchat_election_messages_total", "type" => kind).increment(1);
 }
 
-/// A heartbeat sent to a neighbour (`successor` or `predecessor`).
+/// A heartbeat sent (`successor`, `predecessor`, or `other`: a leader beats to every member).
 pub fn heartbeat_sent(neighbor: &'static str) {
     counter!("ringchat_heartbeats_sent_total", "neighbor" => neighbor).increment(1);
 }
