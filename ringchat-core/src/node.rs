@@ -13,7 +13,9 @@ use ringchat_proto::peer::{NodeInfo, PeerBody};
 use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
 
 use crate::Millis;
-use crate::action::{Action, Input, Notice, Proposal, ProposeError, ProposeOutcome};
+use crate::action::{
+    Action, ElectionTrigger, Input, Notice, Proposal, ProposeError, ProposeOutcome,
+};
 use crate::config::CoreConfig;
 use crate::log::Log;
 use crate::replication::{FollowerProgress, FollowerState};
@@ -78,6 +80,8 @@ pub struct Node {
     leader_contact: Millis,
     /// When the last tick ran: a long gap means this server itself was paused.
     last_tick: Option<Millis>,
+    /// Drained by the operator: a replica that never leads (it campaigns with id 0).
+    draining: bool,
     /// The highest commit point a leader told us of: while our history is shorter we are
     /// catching up, and a server catching up must not lead (it would serve a cut history).
     leader_commit: Seq,
@@ -119,6 +123,7 @@ impl Node {
             last_rejoin: None,
             leader_contact: now,
             last_tick: None,
+            draining: false,
             leader_commit: 0,
             last_heard: HashMap::new(),
             known: HashMap::new(),
@@ -193,6 +198,44 @@ impl Node {
         });
         self.advance_commit();
         Ok(ProposeOutcome::Appended(seq))
+    }
+
+    /// Takes new timing and batch sizes (a configuration reload); membership settings such
+    /// as the static peers stay as they are.
+    pub fn update_config(&mut self, cfg: CoreConfig) {
+        self.cfg = CoreConfig {
+            seeds: std::mem::take(&mut self.cfg.seeds),
+            cluster: std::mem::take(&mut self.cfg.cluster),
+            ..cfg
+        };
+    }
+
+    /// Drains or undrains this server. A drained server stays a replica but never leads: if
+    /// it leads now, it starts a round it cannot win, so the highest other id takes over.
+    pub fn set_draining(&mut self, now: Millis, on: bool) {
+        self.now = self.now.max(now);
+        if self.draining == on {
+            return;
+        }
+        self.draining = on;
+        if on && self.role == Role::Leader && self.ring.len() > 1 {
+            self.start_election(ElectionTrigger::Requested);
+        }
+        // The leader hears of it with our next report (it hands over only to servers that
+        // are not drained).
+        self.report_to_leader();
+    }
+
+    /// Whether this server is drained.
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Starts an election round now (`ringchatctl elect`); returns its epoch.
+    pub fn force_election(&mut self, now: Millis) -> Epoch {
+        self.now = self.now.max(now);
+        self.start_election(ElectionTrigger::Requested);
+        self.epoch
     }
 
     /// Says goodbye: every member is told at once, so that the ring is spliced (and a new
@@ -399,7 +442,13 @@ impl Node {
                 last_seq,
                 last_epoch,
                 ok,
-            } => self.on_replication_ack(from, epoch, last_seq, last_epoch, ok),
+                draining,
+            } => {
+                if let Some(p) = self.followers.get_mut(&from) {
+                    p.draining = draining;
+                }
+                self.on_replication_ack(from, epoch, last_seq, last_epoch, ok)
+            }
             PeerBody::SyncRequest {
                 epoch,
                 from_seq,
@@ -454,9 +503,14 @@ impl Node {
         self.log.last_seq() < self.leader_commit
     }
 
-    /// The id we campaign with: our own, or 0 (below everyone) while catching up.
+    /// The id we campaign with: our own, or 0 (below everyone) while catching up or
+    /// drained.
     fn campaign_id(&self) -> NodeId {
-        if self.catching_up() { 0 } else { self.me.id }
+        if self.catching_up() || self.draining {
+            0
+        } else {
+            self.me.id
+        }
     }
 
     fn successor_id(&self) -> NodeId {
@@ -507,12 +561,13 @@ impl Node {
 
     /// Sends the leader our newest entry (a `replication_ack` outside any batch).
     fn report_to_leader(&mut self) {
-        if let Some(leader) = self.leader.clone() {
+        if let Some(leader) = self.leader.clone().filter(|l| l.id != self.me.id) {
             let report = PeerBody::ReplicationAck {
                 epoch: self.epoch,
                 last_seq: self.log.last_seq(),
                 last_epoch: self.log.last_epoch(),
                 ok: true,
+                draining: self.draining,
             };
             self.send_info(&leader, report);
         }

@@ -47,6 +47,8 @@ pub struct FollowerProgress {
     pub reported_last: Seq,
     /// The epoch of that entry.
     pub reported_epoch: Epoch,
+    /// Drained by its operator: leadership is never handed to it.
+    pub draining: bool,
 }
 
 impl FollowerProgress {
@@ -64,6 +66,7 @@ impl FollowerProgress {
             diverged_at: 0,
             reported_last: 0,
             reported_epoch: 0,
+            draining: false,
         }
     }
 

@@ -830,6 +830,53 @@ fn a_paused_leader_rejoins_instead_of_leading_on_its_own() {
 }
 
 #[test]
+fn a_drained_leader_hands_over_and_takes_back_when_undrained() {
+    let mut sim = Sim::new(41, true);
+    for id in 1..=3 {
+        sim.start(id);
+    }
+    assert_eq!(sim.run_until_settled(5_000), 3);
+    for i in 0..20 {
+        sim.client_send(i);
+        sim.step();
+    }
+    let now = sim.now;
+    if let Some(Some(n)) = sim.nodes.get_mut(&3) {
+        n.set_draining(now, true);
+    }
+    sim.flush(3);
+    assert_eq!(
+        sim.run_until_settled(5_000),
+        2,
+        "the highest other id leads"
+    );
+    for i in 20..40 {
+        sim.client_send(i);
+        sim.step();
+    }
+    assert_eq!(
+        sim.run_until_settled(5_000),
+        2,
+        "a drained server is not handed the lead"
+    );
+    let now = sim.now;
+    if let Some(Some(n)) = sim.nodes.get_mut(&3) {
+        n.set_draining(now, false);
+    }
+    sim.flush(3);
+    for i in 40..45 {
+        sim.client_send(i);
+        sim.step();
+    }
+    assert_eq!(
+        sim.run_until_settled(5_000),
+        3,
+        "undrained, the highest id leads again"
+    );
+    sim.check_histories();
+}
+
+#[test]
 fn static_peers_form_a_ring_without_multicast() {
     let mut sim = Sim::new(11, false);
     for id in [4, 1, 6, 2] {

@@ -165,6 +165,9 @@ pub enum PeerBody {
         last_epoch: Epoch,
         /// False: the batch did not follow the follower's log; resend from `last_seq`.
         ok: bool,
+        /// The follower is drained by its operator: never hand leadership to it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        draining: bool,
     },
     /// A new leader asks a follower for the entries it lacks (follower is ahead).
     SyncRequest {

@@ -4,6 +4,7 @@
 //! a client that gets its history and then the broadcasts that follow can never see a gap.
 
 mod clients;
+mod control;
 mod events;
 mod history;
 mod links;

@@ -1,7 +1,6 @@
 //! Wires the drivers to the node task and runs them until shutdown.
 
 use anyhow::Context;
-use ringchat_proto::client::ClientLimits;
 use ringchat_proto::ids::server_sender_id;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -12,8 +11,9 @@ use crate::cli::DiscoveryMode;
 use crate::net::client_session::SessionConfig;
 use crate::net::discovery::{self, DiscoveryConfig};
 use crate::net::{client_listener, peer_listener};
-use crate::node::NodeTask;
-use crate::ops::{admin, metrics};
+use crate::node::{AdminRequest, Event, NodeTask};
+use crate::ops::signals::SignalEvents;
+use crate::ops::{Controls, admin, metrics};
 use crate::settings::Settings;
 
 /// Events queued for the node task before drivers wait.
@@ -23,7 +23,15 @@ const EVENT_QUEUE: usize = 16_384;
 ///
 /// Every listener is bound before anything else starts, so a port in use is reported at
 /// once with the port named, rather than as a half-started server.
-pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    settings: Settings,
+    signals: SignalEvents,
+    controls: Controls,
+) -> anyhow::Result<()> {
+    let SignalEvents {
+        shutdown,
+        reload: mut sighup,
+    } = signals;
     let ring = TcpListener::bind(settings.ring_bind()?)
         .await
         .with_context(|| {
@@ -62,7 +70,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     };
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let (task, view) = NodeTask::new(settings.clone(), events_rx, events_tx.clone());
+    let max_text = controls.max_text.clone();
+    let (task, view) = NodeTask::new(settings.clone(), events_rx, events_tx.clone(), controls);
     let stop_drivers = CancellationToken::new();
     let mut drivers = JoinSet::new();
     drivers.spawn(peer_listener::run(
@@ -74,9 +83,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     ));
     let session_cfg = SessionConfig {
         sender_id: server_sender_id(settings.id),
-        limits: ClientLimits {
-            max_content_chars: settings.max_content_chars,
-        },
+        max_text,
         queue: settings.client_queue,
         idle_timeout: settings.client_idle_timeout,
         write_timeout: std::time::Duration::from_secs(5),
@@ -103,6 +110,26 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             stop_drivers.clone(),
         ));
     }
+    // SIGHUP: the same reload as `ringchatctl reload`; the node task logs the outcome.
+    let reload_events = events_tx.clone();
+    let stop = stop_drivers.clone();
+    drivers.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                hup = sighup.recv() => if hup.is_none() { return },
+            }
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let req = AdminRequest::Reload;
+            if reload_events
+                .send(Event::Admin { req, reply })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     drop(events_tx);
     tracing::info!(
         id = settings.id,

@@ -232,6 +232,87 @@ impl Settings {
         })
     }
 
+    /// What changed from `self` to `new`: keys applied at runtime, and keys that need a
+    /// restart (they are not applied).
+    pub fn reload_diff(&self, new: &Settings) -> (Vec<&'static str>, Vec<&'static str>) {
+        let mut applied = Vec::new();
+        let mut restart = Vec::new();
+        let (a, b) = (&self.core, &new.core);
+        let runtime = [
+            ("log.level", self.log_level != new.log_level),
+            (
+                "timing.heartbeat_interval",
+                a.heartbeat_interval != b.heartbeat_interval,
+            ),
+            (
+                "timing.heartbeat_timeout",
+                a.heartbeat_timeout != b.heartbeat_timeout,
+            ),
+            (
+                "timing.election_timeout",
+                a.election_timeout != b.election_timeout,
+            ),
+            (
+                "timing.replication_timeout",
+                a.replication_timeout != b.replication_timeout,
+            ),
+            ("timing.startup_grace", a.startup_grace != b.startup_grace),
+            (
+                "replication.sync_chunk_size",
+                a.sync_chunk_size != b.sync_chunk_size,
+            ),
+            (
+                "replication.max_inflight_entries",
+                a.max_inflight_entries != b.max_inflight_entries,
+            ),
+            (
+                "limits.max_text",
+                self.max_content_chars != new.max_content_chars,
+            ),
+            (
+                "limits.history_on_connect",
+                self.history_on_connect != new.history_on_connect,
+            ),
+        ];
+        let fixed = [
+            ("node.id", self.id != new.id),
+            ("node.address", self.address != new.address),
+            ("node.port", self.port != new.port),
+            ("node.client_port", self.client_port != new.client_port),
+            ("cluster.name", self.cluster != new.cluster),
+            ("cluster.peers", self.peers != new.peers),
+            ("discovery.mode", self.discovery != new.discovery),
+            (
+                "discovery.multicast_group",
+                self.multicast_group != new.multicast_group,
+            ),
+            (
+                "discovery.multicast_port",
+                self.multicast_port != new.multicast_port,
+            ),
+            (
+                "discovery.multicast_interface",
+                self.multicast_interface != new.multicast_interface,
+            ),
+            (
+                "discovery.interval",
+                self.discovery_interval != new.discovery_interval,
+            ),
+            ("admin.socket", self.admin_socket != new.admin_socket),
+            ("metrics.addr", self.metrics_addr != new.metrics_addr),
+            ("log.format", self.log_format != new.log_format),
+            ("limits.client_queue", self.client_queue != new.client_queue),
+            ("limits.max_clients", self.max_clients != new.max_clients),
+            (
+                "limits.client_idle_timeout",
+                self.client_idle_timeout != new.client_idle_timeout,
+            ),
+        ];
+        applied.extend(runtime.iter().filter(|(_, c)| *c).map(|(k, _)| *k));
+        restart.extend(fixed.iter().filter(|(_, c)| *c).map(|(k, _)| *k));
+        (applied, restart)
+    }
+
     /// This server as the ring sees it.
     pub fn node_info(&self) -> NodeInfo {
         NodeInfo {
@@ -521,6 +602,20 @@ mod tests {
             assert_eq!(s.peers.len(), 3);
             assert_eq!(s.discovery, DiscoveryMode::Static);
         }
+    }
+
+    #[test]
+    fn reload_sorts_keys_into_applied_and_restart_required() {
+        let old = resolve(&args(&["1"]), FileConfig::default()).unwrap();
+        let new = resolve(
+            &args(&["1", "--port", "7001", "--log-level", "debug"]),
+            file("[timing]\nheartbeat_interval = 0.2\n"),
+        )
+        .unwrap();
+        let (applied, restart) = old.reload_diff(&new);
+        assert_eq!(applied, ["log.level", "timing.heartbeat_interval"]);
+        assert_eq!(restart, ["node.port", "node.client_port"]);
+        assert_eq!(old.reload_diff(&old), (vec![], vec![]));
     }
 
     #[test]

@@ -357,8 +357,14 @@ impl Node {
         }
     }
 
-    /// Whether a member is higher than us and so should lead instead.
+    /// The highest member that is not drained, if it is higher than us and so should lead
+    /// instead.
     pub(super) fn outranked_by(&self) -> Option<NodeId> {
-        self.ring.max_id().filter(|max| *max > self.me.id)
+        self.ring
+            .ids()
+            .into_iter()
+            .rev()
+            .find(|id| *id == self.me.id || self.followers.get(id).is_none_or(|p| !p.draining))
+            .filter(|id| *id > self.me.id)
     }
 }

@@ -51,6 +51,7 @@ impl Node {
             last_seq: self.log.last_seq(),
             last_epoch: self.log.last_epoch(),
             ok,
+            draining: self.draining,
         }
     }
 
@@ -173,9 +174,12 @@ impl Node {
         // Only to a server (nearly) caught up, so that its recovery pulls little.
         let last = self.log.last_seq();
         let slack = self.cfg.sync_chunk_size as Seq;
+        if self.draining {
+            return;
+        }
         if let Some(higher) = self.outranked_by()
             && self.followers.get(&higher).is_some_and(|p| {
-                p.state == FollowerState::Replicating && p.match_seq + slack >= last
+                p.state == FollowerState::Replicating && !p.draining && p.match_seq + slack >= last
             })
         {
             self.start_election(ElectionTrigger::HigherId);

@@ -2,6 +2,8 @@
 //! bounded outbox the node task fills. Protocol errors are answered here; everything that
 //! needs the ring's state goes to the node task.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,8 +29,8 @@ use crate::node::{ConnId, Event};
 pub struct SessionConfig {
     /// `sender_id` on error frames.
     pub sender_id: String,
-    /// Parsing limits.
-    pub limits: ClientLimits,
+    /// Longest chat text in characters; shared so that a reload applies to open sessions.
+    pub max_text: Arc<AtomicUsize>,
     /// Frames queued before the client counts as slow.
     pub queue: usize,
     /// Silence after which the connection is closed.
@@ -99,7 +101,10 @@ async fn read_loop(
                 return;
             }
         };
-        match parse_client_request(&payload, &cfg.limits) {
+        let limits = ClientLimits {
+            max_content_chars: cfg.max_text.load(Ordering::Relaxed),
+        };
+        match parse_client_request(&payload, &limits) {
             Ok(req) => {
                 let last = matches!(req, ClientRequest::Disconnect);
                 if events

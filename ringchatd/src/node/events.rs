@@ -71,6 +71,21 @@ pub enum AdminRequest {
         #[serde(default = "default_limit")]
         limit: usize,
     },
+    /// Start an election round now.
+    Elect,
+    /// Stop taking clients and never lead (a leader hands over); stay a replica.
+    Drain,
+    /// Take clients and lead again.
+    Undrain,
+    /// Leave the ring and stop the process.
+    Leave,
+    /// Change the log level or filter.
+    LogLevel {
+        /// A level or filter directive.
+        level: String,
+    },
+    /// Re-read the configuration file and apply what can change at runtime.
+    Reload,
 }
 
 fn default_limit() -> usize {
@@ -92,4 +107,6 @@ pub struct NodeView {
     pub serving: bool,
     /// Ring members' ids.
     pub members: Vec<NodeId>,
+    /// Drained by the operator.
+    pub draining: bool,
 }

@@ -3,24 +3,20 @@
 use ringchat_core::epoch_round;
 use serde_json::{Value, json};
 
-use super::AdminRequest;
 use super::task::NodeTask;
 
-pub fn answer(task: &NodeTask, req: AdminRequest) -> Value {
-    match req {
-        AdminRequest::Status => status(task),
-        AdminRequest::History { from, limit } => {
-            let log = task.node.log();
-            json!({
-                "ok": true,
-                "last_seq": log.last_seq(),
-                "entries": log.range(from, limit.min(10_000)),
-            })
-        }
-    }
+/// Entries of the history after `from`, at most `limit` (capped at 10,000 per request).
+pub fn history(task: &NodeTask, from: u64, limit: usize) -> Value {
+    let log = task.node.log();
+    json!({
+        "ok": true,
+        "last_seq": log.last_seq(),
+        "entries": log.range(from, limit.min(10_000)),
+    })
 }
 
-fn status(task: &NodeTask) -> Value {
+/// Everything an operator asks about first.
+pub fn status(task: &NodeTask) -> Value {
     let node = &task.node;
     let me = node.me().id;
     let ring = node.ring();
@@ -54,6 +50,7 @@ fn status(task: &NodeTask) -> Value {
         "id": me.to_string(),
         "role": node.role().as_str(),
         "serving": node.is_serving_leader(),
+        "draining": node.is_draining(),
         "epoch": node.epoch(),
         "round": epoch_round(node.epoch()),
         "leader": node.leader().map(|l| json!({

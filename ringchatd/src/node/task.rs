@@ -20,9 +20,9 @@ use tokio_util::sync::CancellationToken;
 use super::clients::{Clients, ConnId};
 use super::history::history_frames;
 use super::links::Links;
-use super::{Event, NodeView, status};
+use super::{Event, NodeView};
 use crate::net::peer_link::LinkConfig;
-use crate::ops::metrics;
+use crate::ops::{Controls, metrics};
 use crate::settings::Settings;
 
 /// How often timers are checked.
@@ -37,7 +37,7 @@ const MAX_CATCH_UP: Seq = 10_000;
 
 /// Owns the state machine; see the module docs of [`crate::node`].
 pub struct NodeTask {
-    settings: Settings,
+    pub(super) settings: Settings,
     pub(super) node: Node,
     events: mpsc::Receiver<Event>,
     links: Links,
@@ -50,6 +50,12 @@ pub struct NodeTask {
     /// When the current election round started, for its duration.
     election_since: Option<Instant>,
     ticks: u64,
+    /// Runtime controls: log level, configuration reload, the shared text limit.
+    pub(super) controls: Controls,
+    /// `ringchatctl leave` asked us to go.
+    pub(super) leave_requested: bool,
+    /// We stopped leading and wait (briefly) to name the new leader to our clients.
+    handoff_since: Option<Instant>,
 }
 
 impl NodeTask {
@@ -58,6 +64,7 @@ impl NodeTask {
         settings: Settings,
         events: mpsc::Receiver<Event>,
         events_tx: mpsc::Sender<Event>,
+        controls: Controls,
     ) -> (Self, watch::Receiver<NodeView>) {
         let node = Node::new(settings.core.clone(), settings.node_info(), 0);
         let link_cfg = LinkConfig {
@@ -84,12 +91,15 @@ impl NodeTask {
                 waiters: HashMap::new(),
                 election_since: None,
                 ticks: 0,
+                controls,
+                leave_requested: false,
+                handoff_since: None,
             },
             view_rx,
         )
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
 
@@ -117,6 +127,7 @@ impl NodeTask {
                     if self.ticks.is_multiple_of(10) {
                         self.refresh_gauges();
                     }
+                    self.hand_off_clients();
                 }
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break };
@@ -129,6 +140,9 @@ impl NodeTask {
                     }
                     self.after_step();
                 }
+            }
+            if self.leave_requested {
+                break;
             }
         }
         self.leave().await;
@@ -169,7 +183,7 @@ impl NodeTask {
             Event::ClientRequest { conn, req } => self.on_client(conn, req),
             Event::ClientClosed { conn } => self.clients.remove(conn),
             Event::Admin { req, reply } => {
-                let _ = reply.send(status::answer(self, req));
+                let _ = reply.send(self.admin(req));
             }
         }
     }
@@ -185,7 +199,7 @@ impl NodeTask {
                 from_sequence,
                 ..
             } => {
-                if !self.node.is_serving_leader() {
+                if !self.node.is_serving_leader() || self.node.is_draining() {
                     metrics::client_connection("redirected");
                     let frame = self.leader_info_frame(false);
                     return self.clients.send_and_close(conn, frame);
@@ -475,6 +489,34 @@ impl NodeTask {
         self.view.send_replace(new);
     }
 
+    /// Sends the clients of a server that stopped leading to the new leader (or, when none
+    /// is known in time, away with `is_available: false`).
+    fn hand_off_clients(&mut self) {
+        let Some(since) = self.handoff_since else {
+            return;
+        };
+        let known = self.node.leader().is_some_and(|l| l.id != self.settings.id);
+        let waited = since.elapsed() >= Duration::from_millis(self.settings.core.election_timeout);
+        if self.node.is_serving_leader() {
+            self.handoff_since = None;
+            return;
+        }
+        if !(known || waited) {
+            return;
+        }
+        self.handoff_since = None;
+        let frame = self.leader_info_frame(false);
+        let conns = self.clients.all();
+        tracing::info!(
+            clients = conns.len(),
+            leader = ?self.node.leader().map(|l| l.id),
+            "No longer leading; sending clients on."
+        );
+        for conn in conns {
+            self.clients.send_and_close(conn, frame.clone());
+        }
+    }
+
     /// Broadcasts newly committed entries and acknowledges their senders.
     fn deliver_commits(&mut self) {
         let commit = self.node.commit_seq();
@@ -510,5 +552,6 @@ fn view_of(node: &Node) -> NodeView {
         leader: node.leader().cloned(),
         serving: node.is_serving_leader(),
         members: node.ring().ids(),
+        draining: node.is_draining(),
     }
 }

@@ -1,20 +1,34 @@
 //! Signals, via signal-hook on a plain thread: SIGTERM and SIGINT start a graceful leave;
-//! a second SIGINT (or SIGTERM) exits at once.
+//! a second one exits at once; SIGHUP asks for a configuration reload.
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Starts watching for signals; the token is cancelled on the first one.
-pub fn install() -> std::io::Result<CancellationToken> {
+/// What the signals tell the server.
+pub struct SignalEvents {
+    /// Cancelled on the first SIGTERM or SIGINT.
+    pub shutdown: CancellationToken,
+    /// One item per SIGHUP.
+    pub reload: mpsc::UnboundedReceiver<()>,
+}
+
+/// Starts watching for signals.
+pub fn install() -> std::io::Result<SignalEvents> {
     let token = CancellationToken::new();
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let (reload_tx, reload) = mpsc::unbounded_channel();
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let first = token.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let mut seen = 0;
             for sig in signals.forever() {
+                if sig == SIGHUP {
+                    let _ = reload_tx.send(());
+                    continue;
+                }
                 seen += 1;
                 if seen == 1 {
                     tracing::info!(
@@ -28,5 +42,8 @@ pub fn install() -> std::io::Result<CancellationToken> {
                 }
             }
         })?;
-    Ok(token)
+    Ok(SignalEvents {
+        shutdown: token,
+        reload,
+    })
 }
