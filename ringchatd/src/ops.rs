@@ -1,6 +1,7 @@
 //! What operators touch: logs, metrics, the admin socket, signals, reloads.
 
 pub mod admin;
+pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod signals;

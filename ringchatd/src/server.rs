@@ -49,9 +49,15 @@ pub async fn run(
             )
         })?;
     let admin = admin::bind(&settings.admin_socket)?;
-    if let Some(addr) = settings.metrics_addr {
-        metrics::install(addr)?;
-    }
+    let http = match settings.metrics_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("metrics-addr: cannot listen on {addr}"))?;
+            Some((listener, metrics::install()?))
+        }
+        None => None,
+    };
     let disc_cfg = DiscoveryConfig {
         group: settings.multicast_group,
         port: settings.multicast_port,
@@ -101,6 +107,9 @@ pub async fn run(
         events_tx.clone(),
         stop_drivers.clone(),
     ));
+    if let Some((listener, handle)) = http {
+        drivers.spawn(crate::ops::http::serve(listener, handle, view.clone(), stop_drivers.clone()));
+    }
     if let Some(sockets) = disc_sockets {
         drivers.spawn(discovery::run(
             sockets,

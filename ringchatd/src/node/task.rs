@@ -437,7 +437,13 @@ impl NodeTask {
         if new == old {
             return;
         }
-        metrics::view(new.role, new.leader.is_some(), new.epoch, new.members.len());
+        metrics::view(
+            new.role,
+            new.leader.is_some(),
+            new.epoch,
+            new.members.len(),
+            new.draining,
+        );
         if new.leader.as_ref().map(|l| l.id) != old.leader.as_ref().map(|l| l.id)
             && new.leader.is_some()
         {

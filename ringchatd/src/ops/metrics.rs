@@ -1,12 +1,10 @@
-//! Prometheus metrics (`--metrics-addr`, path `/metrics`). Names follow Prometheus
+//! Prometheus metrics (served by [`crate::ops::http`] at `/metrics`). Names follow Prometheus
 //! conventions: `ringchat_` prefix, base units, `_total` on counters; labels are few and
 //! bounded (never per client or per message).
 
-use std::net::SocketAddr;
-
 use anyhow::Context;
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ringchat_core::{ElectionTrigger, Role};
 
 /// Histogram buckets (seconds) around the alert thresholds: a failover must stay under
@@ -16,20 +14,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     2.5, 5.0,
 ];
 
-/// Starts the exporter's HTTP listener; call inside the runtime.
-pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
-    PrometheusBuilder::new()
-        .with_http_listener(addr)
+/// Installs the process-wide recorder; the handle renders the text format.
+pub fn install() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .context("metrics: bad buckets")?
-        .install()
-        .with_context(|| format!("metrics-addr: cannot serve metrics on {addr}"))?;
+        .install_recorder()
+        .context("metrics: a recorder is installed already")?;
     gauge!("ringchat_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    Ok(())
+    Ok(handle)
 }
 
 /// The role, leader and epoch gauges, after every change.
-pub fn view(role: Role, has_leader: bool, epoch: u64, members: usize) {
+pub fn view(role: Role, has_leader: bool, epoch: u64, members: usize, draining: bool) {
+    gauge!("ringchat_draining").set(f64::from(u8::from(draining)));
     gauge!("ringchat_is_leader").set(f64::from(u8::from(role == Role::Leader)));
     gauge!("ringchat_has_leader").set(f64::from(u8::from(has_leader)));
     gauge!("ringchat_election_epoch").set(epoch as f64);
