@@ -5,6 +5,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod signals;
+pub mod systemd;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

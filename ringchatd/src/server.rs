@@ -107,8 +107,17 @@ pub async fn run(
         events_tx.clone(),
         stop_drivers.clone(),
     ));
+    drivers.spawn(crate::ops::systemd::report(
+        view.clone(),
+        stop_drivers.clone(),
+    ));
     if let Some((listener, handle)) = http {
-        drivers.spawn(crate::ops::http::serve(listener, handle, view.clone(), stop_drivers.clone()));
+        drivers.spawn(crate::ops::http::serve(
+            listener,
+            handle,
+            view.clone(),
+            stop_drivers.clone(),
+        ));
     }
     if let Some(sockets) = disc_sockets {
         drivers.spawn(discovery::run(

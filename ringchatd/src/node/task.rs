@@ -22,7 +22,7 @@ use super::history::history_frames;
 use super::links::Links;
 use super::{Event, NodeView};
 use crate::net::peer_link::LinkConfig;
-use crate::ops::{Controls, metrics};
+use crate::ops::{Controls, metrics, systemd};
 use crate::settings::Settings;
 
 /// How often timers are checked.
@@ -105,6 +105,8 @@ impl NodeTask {
 
     /// Runs until `shutdown`, then leaves the ring gracefully.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let watchdog = systemd::watchdog_interval();
+        let mut last_watchdog = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -128,6 +130,10 @@ impl NodeTask {
                         self.refresh_gauges();
                     }
                     self.hand_off_clients();
+                    if watchdog.is_some_and(|w| last_watchdog.elapsed() >= w) {
+                        last_watchdog = Instant::now();
+                        systemd::watchdog();
+                    }
                 }
                 ev = self.events.recv() => {
                     let Some(ev) = ev else { break };
@@ -150,6 +156,7 @@ impl NodeTask {
 
     async fn leave(&mut self) {
         tracing::info!("Leaving the ring.");
+        systemd::stopping();
         let was_serving = self.node.is_serving_leader();
         self.node.leave();
         self.execute_actions();

@@ -55,7 +55,11 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, metrics: &PrometheusHandle, view: &NodeView) -> Response<Full<Bytes>> {
+fn route(
+    req: &Request<Incoming>,
+    metrics: &PrometheusHandle,
+    view: &NodeView,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
     }
@@ -70,10 +74,16 @@ fn route(req: &Request<Incoming>, metrics: &PrometheusHandle, view: &NodeView) -
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            let verbose = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "verbose"));
+            let verbose = req
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "verbose"));
             readiness(view, verbose)
         }
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics, /healthz, /readyz\n".into()),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz, /readyz\n".into(),
+        ),
     }
 }
 
@@ -81,7 +91,10 @@ fn route(req: &Request<Incoming>, metrics: &PrometheusHandle, view: &NodeView) -
 fn readiness(view: &NodeView, verbose: bool) -> Response<Full<Bytes>> {
     let checks = [
         ("leader_known", view.leader.is_some()),
-        ("serving_if_leader", view.role != Role::Leader || view.serving),
+        (
+            "serving_if_leader",
+            view.role != Role::Leader || view.serving,
+        ),
         ("not_draining", !view.draining),
     ];
     let ready = checks.iter().all(|(_, ok)| *ok);
