@@ -395,8 +395,10 @@ impl NodeTask {
         metrics::history(log.last_seq(), log.text_bytes());
         metrics::clients(self.clients.sessions());
         if self.node.role() == Role::Leader {
+            let now = self.now();
             for (id, p) in self.node.followers() {
-                metrics::replication_lag(*id, p.lag(log.last_seq()));
+                let behind = p.waiting_since.map_or(0, |t| now.saturating_sub(t));
+                metrics::replication_lag(*id, p.lag(log.last_seq()), behind as f64 / 1000.0);
             }
         }
     }

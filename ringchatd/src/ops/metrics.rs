@@ -6,6 +6,7 @@ use anyhow::Context;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use ringchat_core::{ElectionTrigger, Role};
+use ringchat_proto::ErrorCode;
 
 /// Histogram buckets (seconds) around the alert thresholds: a failover must stay under
 /// 1.5 s, a commit under a few milliseconds on a LAN.
@@ -22,7 +23,65 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         .install_recorder()
         .context("metrics: a recorder is installed already")?;
     gauge!("ringchat_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    register_zeroes();
     Ok(handle)
+}
+
+/// Counters exist from the start at 0, so that `increase()` in alert rules and dashboards
+/// sees their first event, and a scrape shows every series an operator may look for.
+fn register_zeroes() {
+    for name in [
+        "ringchat_leader_changes_seen_total",
+        "ringchat_messages_received_total",
+        "ringchat_messages_deduplicated_total",
+        "ringchat_slow_client_disconnects_total",
+    ] {
+        counter!(name).absolute(0);
+    }
+    for neighbor in ["successor", "predecessor"] {
+        counter!("ringchat_heartbeats_sent_total", "neighbor" => neighbor).absolute(0);
+        counter!("ringchat_heartbeat_misses_total", "neighbor" => neighbor).absolute(0);
+    }
+    for reason in [
+        "unreachable",
+        "heartbeat_timeout",
+        "replication_timeout",
+        "no_report",
+        "left",
+        "restarted",
+    ] {
+        counter!("ringchat_ring_repairs_total", "reason" => reason).absolute(0);
+    }
+    for trigger in [
+        ElectionTrigger::Startup,
+        ElectionTrigger::LeaderLost,
+        ElectionTrigger::Timeout,
+        ElectionTrigger::HigherId,
+        ElectionTrigger::Requested,
+    ] {
+        counter!("ringchat_election_rounds_total", "trigger" => trigger.as_str()).absolute(0);
+    }
+    for kind in ["election", "elected"] {
+        counter!("ringchat_election_messages_total", "type" => kind).absolute(0);
+    }
+    for result in ["accepted", "redirected", "rejected_limit"] {
+        counter!("ringchat_client_connections_total", "result" => result).absolute(0);
+    }
+    for code in [
+        ErrorCode::BadFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::BadField,
+        ErrorCode::NotConnected,
+        ErrorCode::NotLeader,
+        ErrorCode::NoLeader,
+        ErrorCode::ContentTooLong,
+        ErrorCode::RateLimited,
+        ErrorCode::ShuttingDown,
+    ] {
+        counter!("ringchat_protocol_errors_total", "code" => code.as_str()).absolute(0);
+    }
 }
 
 /// The role, leader and epoch gauges, after every change.
@@ -98,10 +157,12 @@ pub fn history(entries: u64, bytes: usize) {
     gauge!("ringchat_history_bytes").set(bytes as f64);
 }
 
-/// Replication lag of one follower, as the leader sees it.
-pub fn replication_lag(follower: u64, entries: u64) {
-    gauge!("ringchat_replication_lag_entries", "follower" => follower.to_string())
-        .set(entries as f64);
+/// Replication lag of one follower, as the leader sees it: entries it lacks, and the age
+/// of the oldest entry it has not acknowledged.
+pub fn replication_lag(follower: u64, entries: u64, seconds: f64) {
+    let follower = follower.to_string();
+    gauge!("ringchat_replication_lag_entries", "follower" => follower.clone()).set(entries as f64);
+    gauge!("ringchat_replication_lag_seconds", "follower" => follower).set(seconds);
 }
 
 /// Connected client sessions.
