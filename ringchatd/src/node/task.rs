@@ -30,6 +30,8 @@ const TICK: Duration = Duration::from_millis(10);
 /// Events handled before actions are carried out: proposals arriving together share one
 /// replication frame per follower.
 const BATCH: usize = 512;
+/// How long a leaving leader waits for its successor before it goes anyway.
+const HANDOVER_WAIT: Duration = Duration::from_secs(2);
 /// Events handled before a timer tick at most (bounds the tick's delay).
 const PENDING_BEFORE_TICK: usize = 16_384;
 /// Most entries a reconnecting client is sent; a larger gap resets its view.
@@ -109,10 +111,11 @@ impl NodeTask {
         let mut last_watchdog = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut handover: Option<Instant> = None;
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break,
+                _ = shutdown.cancelled(), if !self.leave_requested => self.leave_requested = true,
                 _ = tick.tick() => {
                     // Timers judge silence by what was received: hear everything that has
                     // already arrived first, or a busy server would take busy peers for dead.
@@ -147,11 +150,37 @@ impl NodeTask {
                     self.after_step();
                 }
             }
-            if self.leave_requested {
+            if self.leave_requested && handover.is_none() {
+                if !self.begin_handover() {
+                    break;
+                }
+                handover = Some(Instant::now());
+            }
+            if let Some(since) = handover
+                && (self.handover_done() || since.elapsed() >= HANDOVER_WAIT)
+            {
                 break;
             }
         }
         self.leave().await;
+    }
+
+    /// A leader that leaves hands over first: it drains (so the highest other id is
+    /// elected) and sends its clients to the new leader. Returns false when there is
+    /// nothing to hand over.
+    fn begin_handover(&mut self) -> bool {
+        if !self.node.is_serving_leader() || self.node.ring().len() < 2 {
+            return false;
+        }
+        tracing::info!("Handing leadership over before leaving.");
+        let now = self.now();
+        self.node.set_draining(now, true);
+        self.after_step();
+        true
+    }
+
+    fn handover_done(&self) -> bool {
+        self.handoff_since.is_none() && self.node.leader().is_some_and(|l| l.id != self.settings.id)
     }
 
     async fn leave(&mut self) {
