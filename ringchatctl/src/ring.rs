@@ -1,13 +1,52 @@
 //! `ringchatctl ring`: the ring as one node sees it, in ring order (ascending id), as a
 //! table or as JSON rows.
+//!
+//! Liveness is shown only where this node watches: a leader hears from every member, a
+//! follower only from its neighbours and the leader, so any other member's silence says
+//! nothing about it ("unwatched").
 
 use serde_json::{Value, json};
 
 use crate::status::Status;
 
-/// A member not heard from for longer than this is shown as silent: three heartbeat
-/// intervals at the daemon's default (100 ms), well below its failure timeout (500 ms).
+/// A watched member not heard from for longer than this is shown as silent: three
+/// heartbeat intervals at the daemon's default (100 ms), below its failure timeout (500 ms).
 const SILENT_AFTER_MS: u64 = 300;
+
+/// What this node knows of a member's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Liveness {
+    /// This node itself (it answered).
+    Itself,
+    /// Heard from recently.
+    Alive,
+    /// Watched, but not heard from for a while.
+    Silent(u64),
+    /// Watched, never heard from.
+    Unknown,
+    /// Not watched by this node.
+    Unwatched,
+}
+
+impl Liveness {
+    /// The stable `--json` word.
+    fn word(self) -> &'static str {
+        match self {
+            Liveness::Itself | Liveness::Alive => "alive",
+            Liveness::Silent(_) => "silent",
+            Liveness::Unknown => "unknown",
+            Liveness::Unwatched => "unwatched",
+        }
+    }
+
+    /// The table cell.
+    fn cell(self) -> String {
+        match self {
+            Liveness::Silent(ms) => format!("silent {ms}ms"),
+            other => other.word().to_owned(),
+        }
+    }
+}
 
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,40 +57,49 @@ struct Row {
     port: u16,
     client_port: u16,
     role: String,
-    state: String,
+    liveness: Liveness,
     silence_ms: Option<u64>,
     lag_entries: Option<u64>,
     replication: Option<String>,
 }
 
 fn rows(s: &Status) -> Vec<Row> {
+    let leader = s.leader_id();
     s.members
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let id = &m.node.id;
-            let me = *id == s.id;
+            let id = m.node.id.as_str();
+            let me = id == s.id;
             let role = if me {
                 s.role.clone()
-            } else if s.leader_id() == Some(id) {
+            } else if leader == Some(id) {
                 "leader".to_owned()
-            } else {
+            } else if leader.is_some() {
                 "follower".to_owned()
+            } else {
+                "unknown".to_owned()
             };
-            let state = match m.silence_ms {
-                Some(ms) if !me && ms > SILENT_AFTER_MS => format!("silent {ms}ms"),
-                None if !me => "unknown".to_owned(),
-                _ => "alive".to_owned(),
+            let watched = s.is_leader()
+                || leader == Some(id)
+                || s.predecessor.as_deref() == Some(id)
+                || s.successor.as_deref() == Some(id);
+            let liveness = match m.silence_ms {
+                _ if me => Liveness::Itself,
+                _ if !watched => Liveness::Unwatched,
+                Some(ms) if ms > SILENT_AFTER_MS => Liveness::Silent(ms),
+                Some(_) => Liveness::Alive,
+                None => Liveness::Unknown,
             };
             let follower = s.follower(id);
             Row {
                 position: i + 1,
-                id: id.clone(),
+                id: id.to_owned(),
                 address: m.node.address.clone(),
                 port: m.node.port,
                 client_port: m.node.client_port,
                 role,
-                state,
+                liveness,
                 silence_ms: if me { None } else { m.silence_ms },
                 lag_entries: follower.map(|f| f.lag_entries),
                 replication: follower.map(|f| f.state.clone()),
@@ -72,7 +120,7 @@ pub fn to_json(s: &Status) -> Value {
                 "port": r.port,
                 "client_port": r.client_port,
                 "role": r.role,
-                "state": r.state,
+                "state": r.liveness.word(),
                 "silence_ms": r.silence_ms,
                 "lag_entries": r.lag_entries,
                 "replication": r.replication,
@@ -119,7 +167,7 @@ pub fn to_text(s: &Status) -> String {
             format!("{}:{}", r.address, r.port),
             r.client_port.to_string(),
             r.role,
-            r.state,
+            r.liveness.cell(),
             r.silence_ms
                 .map_or_else(|| "-".to_owned(), |ms| format!("{ms}ms ago")),
             lag,
@@ -127,7 +175,8 @@ pub fn to_text(s: &Status) -> String {
     }
     out.push_str(&layout(&table));
     out.push_str(
-        "(* this node; HEARD: last heartbeat or message from it; LAG: entries behind the leader)\n",
+        "(* this node. HEARD: last heartbeat or message from it; a follower watches only its\n \
+         neighbours and the leader. LAG: entries behind the leader, as the leader sees it.)\n",
     );
     out
 }
@@ -177,7 +226,8 @@ mod tests {
         assert_eq!(m[0]["role"], "follower");
         assert_eq!(m[0]["state"], "alive");
         assert_eq!(m[0]["lag_entries"], 0);
-        assert_eq!(m[1]["state"], "silent 2500ms");
+        assert_eq!(m[1]["state"], "silent");
+        assert_eq!(m[1]["silence_ms"], 2500);
         assert_eq!(m[1]["lag_entries"], 12);
         assert_eq!(m[1]["replication"], "syncing");
         assert_eq!(m[2]["role"], "leader");
@@ -196,6 +246,38 @@ mod tests {
         assert!(lines[2].ends_with(" 0"), "{text}");
         assert!(lines[3].contains("silent 2500ms") && lines[3].contains("12 (syncing)"));
         assert!(lines[4].starts_with("3    3* ") && lines[4].contains("leader"));
+    }
+
+    #[test]
+    fn a_follower_watches_only_its_neighbours_and_the_leader() {
+        let mut v = leader_status();
+        v["members"] = json!([
+            {"id": "1", "address": "h", "port": 1, "client_port": 2, "silence_ms": null},
+            {"id": "2", "address": "h", "port": 1, "client_port": 2, "silence_ms": 4000},
+            {"id": "3", "address": "h", "port": 1, "client_port": 2, "silence_ms": 9000},
+            {"id": "4", "address": "h", "port": 1, "client_port": 2, "silence_ms": 5},
+            {"id": "5", "address": "h", "port": 1, "client_port": 2, "silence_ms": 50}
+        ]);
+        v["id"] = "1".into();
+        v["role"] = "follower".into();
+        v["leader"]["id"] = "5".into();
+        v["predecessor"] = "5".into();
+        v["successor"] = "2".into();
+        v["followers"] = json!([]);
+        let r = to_json(&serde_json::from_value(v.clone()).unwrap());
+        let states: Vec<&str> = r["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            states,
+            ["alive", "silent", "unwatched", "unwatched", "alive"]
+        );
+        v["leader"] = Value::Null;
+        let r = to_json(&serde_json::from_value(v).unwrap());
+        assert_eq!(r["members"][2]["role"], "unknown");
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::wait::SHORT;
-use ringchat_cluster_tests::wire::{WireClient, connect_request};
-use ringchat_proto::server::ServerMessage;
+use ringchat_cluster_tests::wire::{WireClient, connect_request, parse};
+use ringchat_proto::server::{LeaderInfo, ServerMessage};
 
 use crate::elect::parse_elected;
 use crate::support::{CTL_TIMEOUT, ctl, ready};
@@ -42,11 +42,7 @@ fn drain_hands_leader_and_clients_over_and_undrain_takes_them_back() {
     assert_eq!(status["clients"], 0);
 
     // The client was told where the new leader is, and goes on there.
-    let told =
-        client.recv_until(|m| matches!(m, ServerMessage::LeaderInfo(i) if i.leader_id.is_some()));
-    let ServerMessage::LeaderInfo(info) = told else {
-        unreachable!()
-    };
+    let info = told_leader(&mut client);
     assert_eq!(info.leader_id, Some(2), "{info:?}");
     let addr = format!(
         "{}:{}",
@@ -91,4 +87,17 @@ fn drain_hands_leader_and_clients_over_and_undrain_takes_them_back() {
     let (mut client, _) = WireClient::session(&cluster.client_addr(3), "ctl-drain", Some(5));
     let seq = client.chat("back on 3");
     assert_eq!(seq, 6);
+}
+
+/// The `leader_info` naming a leader that the client's server sent it before closing it;
+/// fails listing what came instead.
+fn told_leader(client: &mut WireClient) -> LeaderInfo {
+    let mut got = Vec::new();
+    while let Some(payload) = client.read_frame(SHORT).expect("read a frame") {
+        match parse(&payload) {
+            ServerMessage::LeaderInfo(info) if info.leader_id.is_some() => return info,
+            other => got.push(other),
+        }
+    }
+    panic!("the drained leader closed its client without naming the new leader; it sent {got:?}");
 }
