@@ -6,7 +6,7 @@
 //! to leave the ring and waits until its socket refuses: the process has exited.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -14,7 +14,7 @@ use crate::client::{AdminClient, is_listening};
 use crate::commands::Report;
 use crate::error::CtlError;
 use crate::status::{NodeRef, Status};
-use crate::wait::Waiter;
+use crate::wait::{Waiter, millis_since};
 
 /// The outcome of a drain.
 #[derive(Debug)]
@@ -83,6 +83,7 @@ pub fn leave(
     timeout: Duration,
     json: bool,
 ) -> Result<Report, CtlError> {
+    let started = Instant::now();
     let (before, _) = Status::fetch(client)?;
     let node = before.id.clone();
     let drained = if before.is_alone() {
@@ -120,7 +121,7 @@ pub fn leave(
             "id": node,
             "left": true,
             "drain": drained.as_ref().map(Drained::to_json),
-            "elapsed_ms": waiter.elapsed_ms(),
+            "elapsed_ms": millis_since(started),
         }),
         text,
     })

@@ -3,6 +3,20 @@
 //! It speaks to one daemon over its local admin socket ([`client`]). `elect`, `drain` and
 //! `leave` wait for their outcome and report it ([`elect`], [`drain`]); the others print
 //! the daemon's answer ([`commands`]), as text ([`render`], [`ring`]) or as one JSON object.
+//!
+//! `--json` prints one object per command, ids always as strings:
+//! - `status`, `undrain`, `log-level`, `reload`: the daemon's answer as it is.
+//! - `history`: `{ok, last_seq, entries: [...]}` with the newest `-n` entries.
+//! - `ring`: `{ok, id, epoch, round, leader, members: [{position, id, address, port,
+//!   client_port, role, state: alive|silent|unknown|unwatched, silence_ms, lag_entries,
+//!   replication}]}`.
+//! - `elect`: the daemon's `{ok, epoch}` (the round's epoch) plus `leader`,
+//!   `leader_epoch`, `round`, `elapsed_ms`.
+//! - `drain`: `{ok, id, was_leader, leader, epoch, round, clients_moved, elapsed_ms}`.
+//! - `leave`: `{ok, id, left, drain (as above, null for a lone node), elapsed_ms}`.
+//! - on failure: `{ok: false, error}` (and the reason on stderr).
+//!
+//! `leader` is always `{id, address, port, client_port}` or null.
 
 mod cli;
 mod client;

@@ -67,13 +67,18 @@ impl Waiter {
 
     /// Milliseconds since the wait began.
     pub fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        millis_since(self.started)
     }
 
     /// The timeout, for messages ("after 10s").
     pub fn timeout_text(&self) -> String {
         format!("{}s", self.timeout.as_secs_f64())
     }
+}
+
+/// Milliseconds since `start`.
+pub fn millis_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
