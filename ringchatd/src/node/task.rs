@@ -58,6 +58,8 @@ pub struct NodeTask {
     pub(super) leave_requested: bool,
     /// We stopped leading and wait (briefly) to name the new leader to our clients.
     handoff_since: Option<Instant>,
+    /// Followers whose lag gauges we set last time.
+    lag_reported: std::collections::BTreeSet<NodeId>,
 }
 
 impl NodeTask {
@@ -96,6 +98,7 @@ impl NodeTask {
                 controls,
                 leave_requested: false,
                 handoff_since: None,
+                lag_reported: std::collections::BTreeSet::new(),
             },
             view_rx,
         )
@@ -418,18 +421,26 @@ impl NodeTask {
         }
     }
 
-    /// Gauges that change with every message are sampled, not set on each change.
-    fn refresh_gauges(&self) {
+    /// Gauges that change with every message are sampled, not set on each change. A
+    /// follower that is gone (or every follower, once we stop leading) is reported at 0,
+    /// so that no stale lag lingers in alerts.
+    fn refresh_gauges(&mut self) {
         let log = self.node.log();
         metrics::history(log.last_seq(), log.text_bytes());
         metrics::clients(self.clients.sessions());
+        let now = self.now();
+        let mut reported = std::collections::BTreeSet::new();
         if self.node.role() == Role::Leader {
-            let now = self.now();
             for (id, p) in self.node.followers() {
                 let behind = p.waiting_since.map_or(0, |t| now.saturating_sub(t));
                 metrics::replication_lag(*id, p.lag(log.last_seq()), behind as f64 / 1000.0);
+                reported.insert(*id);
             }
         }
+        for gone in self.lag_reported.difference(&reported) {
+            metrics::replication_lag(*gone, 0, 0.0);
+        }
+        self.lag_reported = reported;
     }
 
     fn notice(&self, n: &Notice) {
