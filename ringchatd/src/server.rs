@@ -48,7 +48,11 @@ pub async fn run(
                 settings.address, settings.client_port
             )
         })?;
-    let admin = admin::bind(&settings.admin_socket)?;
+    let admin = admin::bind(
+        &settings.admin_socket,
+        settings.admin_mode,
+        settings.admin_group.as_deref(),
+    )?;
     let http = match settings.metrics_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr)

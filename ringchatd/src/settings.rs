@@ -143,12 +143,18 @@ impl Default for LimitsSection {
 #[serde(default, deny_unknown_fields)]
 struct AdminSection {
     socket: PathBuf,
+    /// Permission bits of the socket, as an octal string ("0600", "0660").
+    mode: String,
+    /// Group that owns the socket (with mode 0660: the operators' group).
+    group: Option<String>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         Self {
             socket: PathBuf::from("/run/ringchat/admin.sock"),
+            mode: "0600".into(),
+            group: None,
         }
     }
 }
@@ -202,6 +208,10 @@ pub struct Settings {
     pub cluster: String,
     /// Admin socket path.
     pub admin_socket: PathBuf,
+    /// Admin socket permission bits (never more than 0660).
+    pub admin_mode: u32,
+    /// Admin socket group.
+    pub admin_group: Option<String>,
     /// Prometheus endpoint, if any.
     pub metrics_addr: Option<SocketAddr>,
     /// Log format.
@@ -299,6 +309,8 @@ impl Settings {
                 self.discovery_interval != new.discovery_interval,
             ),
             ("admin.socket", self.admin_socket != new.admin_socket),
+            ("admin.mode", self.admin_mode != new.admin_mode),
+            ("admin.group", self.admin_group != new.admin_group),
             ("metrics.addr", self.metrics_addr != new.metrics_addr),
             ("log.format", self.log_format != new.log_format),
             ("limits.client_queue", self.client_queue != new.client_queue),
@@ -463,6 +475,15 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         max_inflight_entries: r.max_inflight_entries,
         seeds: peers.clone(),
     };
+    let admin_mode = u32::from_str_radix(file.admin.mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| m & !0o660 == 0 && m & 0o600 == 0o600)
+        .with_context(|| {
+            format!(
+                "admin.mode: {:?} must be octal, give the owner read and write, and nobody else                  more than the group (0600 or 0660)",
+                file.admin.mode
+            )
+        })?;
     let l = &file.limits;
     // Above 4096 characters one entry could exceed the client protocol's 64 KiB frame.
     if !(1..=ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS).contains(&l.max_text) {
@@ -495,6 +516,8 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         )?),
         cluster,
         admin_socket: args.admin_socket.clone().unwrap_or(file.admin.socket),
+        admin_mode,
+        admin_group: file.admin.group,
         metrics_addr,
         log_format: args.log_format.unwrap_or(file.log.format),
         log_level: args.log_level.clone().unwrap_or(file.log.level),

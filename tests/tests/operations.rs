@@ -162,6 +162,50 @@ fn sighup_reloads_and_a_bad_file_changes_nothing() {
     assert!(status.serving, "still serving: {}", status.summary());
 }
 
+/// With `admin.mode = "0660"` and a group, the socket is shared with that group, and every
+/// command that changes the server is logged with the caller's uid.
+#[test]
+fn admin_socket_mode_group_and_audit() {
+    let dir = TempDir::new().expect("tempdir");
+    let ports = node_ports();
+    let socket = dir.path().join("admin.sock");
+    let file = dir.path().join("node.toml");
+    let extra = "mode = \"0660\"\ngroup = \"root\"\n";
+    let text = config_file(ports.ring, ports.client, &socket, "").replace(
+        &format!("socket = \"{}\"\n", socket.display()),
+        &format!("socket = \"{}\"\n{extra}", socket.display()),
+    );
+    std::fs::write(&file, text).expect("write");
+    let d = spawn(
+        dir.path(),
+        "node",
+        &["-c".into(), file.display().to_string()],
+    );
+    wait_until(SHORT, "the admin socket answers", || {
+        admin::status(&socket).is_ok()
+    });
+    let meta = std::fs::metadata(&socket).expect("stat");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
+    admin::request(&socket, &json!({"cmd": "log_level", "level": "info"})).expect("log level");
+    let uid = nix::unistd::getuid().as_raw();
+    wait_until(
+        SHORT,
+        "the command is audited with the caller's uid",
+        || {
+            log_text(&d)
+                .lines()
+                .any(|l| l.contains("Admin command.") && l.contains(&format!("uid={uid} ")))
+        },
+    );
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[node]\nid = 1\n[admin]\nmode = \"0666\"\n").expect("write");
+    let mut b = spawn(dir.path(), "bad", &["-c".into(), bad.display().to_string()]);
+    let status = process::wait_exit(&mut b.child, SHORT).expect("exits");
+    assert_eq!(status.code(), Some(2));
+    assert!(log_text(&b).contains("admin.mode"), "{}", log_text(&b));
+}
+
 /// The admin socket is created private to its owner.
 #[test]
 fn admin_socket_is_private() {

@@ -88,6 +88,13 @@ pub enum AdminRequest {
     Reload,
 }
 
+impl AdminRequest {
+    /// Whether the request changes the server (and is audited).
+    pub fn mutates(&self) -> bool {
+        !matches!(self, AdminRequest::Status | AdminRequest::History { .. })
+    }
+}
+
 fn default_limit() -> usize {
     1000
 }

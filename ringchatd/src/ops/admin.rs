@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::stat::{Mode, umask};
+use nix::unistd::{Group, chown};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -21,7 +22,7 @@ use crate::node::{AdminRequest, Event};
 const MAX_CONNECTION_BYTES: u64 = 1 << 20;
 
 /// Binds the socket, replacing a stale one left by a crashed process.
-pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+pub fn bind(path: &Path, mode: u32, group: Option<&str>) -> anyhow::Result<UnixListener> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("admin-socket: cannot create {}", dir.display()))?;
@@ -43,7 +44,21 @@ pub fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     umask(old);
     let listener =
         bound.with_context(|| format!("admin-socket: cannot bind {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    if let Some(name) = group {
+        let gid = Group::from_name(name)
+            .ok()
+            .flatten()
+            .with_context(|| format!("admin.group: no group named {name:?}"))?
+            .gid;
+        chown(path, None, Some(gid)).with_context(|| {
+            format!(
+                "admin-socket: cannot give {} to group {name}",
+                path.display()
+            )
+        })?;
+    }
+    // Widened (to the group at most) only now that the owner and group are right.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("admin-socket: cannot chmod {}", path.display()))?;
     Ok(listener)
 }
@@ -75,6 +90,9 @@ pub async fn run(
 }
 
 async fn serve(stream: UnixStream, events: mpsc::Sender<Event>) {
+    // Who is asking, from the kernel (SO_PEERCRED): every command that changes something
+    // is logged with it.
+    let caller = stream.peer_cred().ok();
     let (rd, mut wr) = stream.into_split();
     let mut lines = BufReader::new(rd.take(MAX_CONNECTION_BYTES));
     let mut line = String::new();
@@ -89,6 +107,15 @@ async fn serve(stream: UnixStream, events: mpsc::Sender<Event>) {
         }
         let answer = match serde_json::from_str::<AdminRequest>(line.trim()) {
             Ok(req) => {
+                if req.mutates() {
+                    tracing::info!(
+                        command = ?req,
+                        uid = caller.map(|c| c.uid()),
+                        gid = caller.map(|c| c.gid()),
+                        pid = caller.and_then(|c| c.pid()),
+                        "Admin command."
+                    );
+                }
                 let (reply, rx) = oneshot::channel();
                 if events.send(Event::Admin { req, reply }).await.is_err() {
                     return;
