@@ -530,18 +530,13 @@ impl NodeTask {
             tracing::info!(members = ?new.members, "Ring changed.");
         }
         if old.serving && !new.serving {
-            let frame = self.leader_info_frame(false);
-            let conns = self.clients.all();
-            tracing::info!(
-                clients = conns.len(),
-                "No longer leading; sending clients on."
-            );
-            for conn in conns {
-                self.clients.send_and_close(conn, frame.clone());
-            }
+            // Clients move once the new leader is known, so that they are told where to go;
+            // the wait is bounded by the election timeout.
             self.waiters.clear();
+            self.handoff_since = Some(Instant::now());
         }
         self.view.send_replace(new);
+        self.hand_off_clients();
     }
 
     /// Sends the clients of a server that stopped leading to the new leader (or, when none
