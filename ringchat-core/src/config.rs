@@ -25,6 +25,9 @@ pub struct CoreConfig {
     pub max_inflight_entries: u64,
     /// Ring addresses to ask for the ring when multicast is not used (`--peer`).
     pub seeds: Vec<(String, u16)>,
+    /// Entries of history kept in memory, at most (0: all). Only committed entries are ever
+    /// dropped; a server that needs older ones is sent the retained window instead.
+    pub history_retention: usize,
 }
 
 impl Default for CoreConfig {
@@ -39,6 +42,7 @@ impl Default for CoreConfig {
             sync_chunk_size: 100,
             max_inflight_entries: 4096,
             seeds: Vec::new(),
+            history_retention: 0,
         }
     }
 }

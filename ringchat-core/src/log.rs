@@ -4,13 +4,17 @@ use std::collections::HashMap;
 
 use ringchat_proto::{ChatEntry, Epoch, Seq};
 
-/// The chat history of one server: entries `1..=last_seq`, contiguous.
+/// The chat history of one server: entries `base+1..=last_seq`, contiguous.
 ///
-/// The index on `(client_id, message_id)` is what makes a resent message land once, even
-/// when it is resent to a different leader after a failover.
+/// Entries up to `base` were dropped by the retention limit (only committed ones ever are);
+/// `base` keeps its epoch so that a batch following it can still be checked. The index on
+/// `(client_id, message_id)` is what makes a resent message land once, even when it is
+/// resent to a different leader after a failover; it covers the retained entries.
 #[derive(Debug, Default, Clone)]
 pub struct Log {
     entries: Vec<ChatEntry>,
+    base: Seq,
+    base_epoch: Epoch,
     index: HashMap<(String, String), Seq>,
     bytes: usize,
 }
@@ -18,24 +22,30 @@ pub struct Log {
 impl Log {
     /// Sequence number of the newest entry (0 when empty).
     pub fn last_seq(&self) -> Seq {
-        self.entries.len() as Seq
+        self.base + self.entries.len() as Seq
     }
 
     /// Epoch of the newest entry (0 when empty).
     pub fn last_epoch(&self) -> Epoch {
-        self.entries.last().map_or(0, |e| e.epoch)
+        self.entries.last().map_or(self.base_epoch, |e| e.epoch)
     }
 
-    /// The entry at `seq`.
+    /// The newest entry no longer held (0: nothing was dropped).
+    pub fn base(&self) -> Seq {
+        self.base
+    }
+
+    /// The entry at `seq`, if held.
     pub fn get(&self, seq: Seq) -> Option<&ChatEntry> {
-        seq.checked_sub(1)
+        seq.checked_sub(self.base + 1)
             .and_then(|i| self.entries.get(i as usize))
     }
 
-    /// Epoch of the entry at `seq`; 0 for `seq` 0 (the empty prefix matches everywhere).
+    /// Epoch of the entry at `seq`; 0 for `seq` 0 (the empty prefix matches everywhere),
+    /// and the dropped base entry's epoch for `base`.
     pub fn epoch_at(&self, seq: Seq) -> Option<Epoch> {
-        if seq == 0 {
-            Some(0)
+        if seq == self.base {
+            Some(self.base_epoch)
         } else {
             self.get(seq).map(|e| e.epoch)
         }
@@ -55,9 +65,9 @@ impl Log {
             .copied()
     }
 
-    /// Entries after `after`, at most `limit`.
+    /// Entries after `after` (or after `base`, if that is later), at most `limit`.
     pub fn range(&self, after: Seq, limit: usize) -> &[ChatEntry] {
-        let start = (after as usize).min(self.entries.len());
+        let start = (after.saturating_sub(self.base) as usize).min(self.entries.len());
         let end = start.saturating_add(limit).min(self.entries.len());
         &self.entries[start..end]
     }
@@ -75,10 +85,39 @@ impl Log {
 
     /// Drops every entry after `seq`.
     pub fn truncate(&mut self, seq: Seq) {
-        let keep = (seq as usize).min(self.entries.len());
+        let keep = (seq.saturating_sub(self.base) as usize).min(self.entries.len());
         for e in self.entries.drain(keep..) {
             self.bytes -= e.heap_bytes();
             self.index.remove(&(e.client_id, e.message_id));
+        }
+    }
+
+    /// Forgets everything and continues after `base` (whose epoch is `base_epoch`): a
+    /// follower takes a leader's retained window this way.
+    pub fn reset_to(&mut self, base: Seq, base_epoch: Epoch) {
+        self.truncate(self.base);
+        self.base = base;
+        self.base_epoch = base_epoch;
+    }
+
+    /// Keeps at most about `keep` entries (0: all), dropping the oldest ones up to `upto`
+    /// (never an entry that is not committed). Drops in steps of an eighth, so that the
+    /// cost of moving the window is spread.
+    pub fn trim(&mut self, keep: usize, upto: Seq) {
+        if keep == 0 || self.entries.len() <= keep + keep / 8 {
+            return;
+        }
+        let excess = self.entries.len() - keep;
+        let n = excess.min(upto.saturating_sub(self.base) as usize);
+        if n == 0 {
+            return;
+        }
+        for e in self.entries.drain(..n) {
+            self.bytes -= e.heap_bytes();
+            self.index
+                .remove(&(e.client_id.clone(), e.message_id.clone()));
+            self.base = e.sequence_number;
+            self.base_epoch = e.epoch;
         }
     }
 
@@ -154,5 +193,30 @@ mod tests {
         assert_eq!(log.last_epoch(), 7);
         log.truncate(0);
         assert!(log.is_empty() && log.text_bytes() == 0);
+    }
+
+    #[test]
+    fn retention_keeps_a_checkable_window() {
+        let mut log = Log::default();
+        let batch: Vec<ChatEntry> = (1..=20).map(|s| e(s, 3, &format!("m{s}"))).collect();
+        assert!(log.accept_batch(0, 0, &batch));
+        log.trim(8, 5); // only committed entries go: up to 5
+        assert_eq!((log.base(), log.last_seq(), log.len()), (5, 20, 15));
+        log.trim(8, 20);
+        assert_eq!((log.base(), log.last_seq(), log.len()), (12, 20, 8));
+        assert!(log.get(12).is_none() && log.get(13).is_some());
+        assert_eq!(log.find("c", "m3"), None, "the index covers the window");
+        assert!(
+            log.matches(12, 3),
+            "a batch may follow the dropped base entry"
+        );
+        assert_eq!(
+            log.range(0, 100).first().map(|e| e.sequence_number),
+            Some(13)
+        );
+        assert!(log.accept_batch(20, 3, &[e(21, 4, "n")]));
+        log.reset_to(30, 9);
+        assert_eq!((log.last_seq(), log.last_epoch(), log.len()), (30, 9, 0));
+        assert!(log.accept_batch(30, 9, &[e(31, 9, "x")]));
     }
 }

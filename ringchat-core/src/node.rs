@@ -305,9 +305,14 @@ impl Node {
         &self.log
     }
 
-    /// Highest sequence number stored on every live follower (meaningful on the leader).
+    /// Highest sequence number stored on every live server: the leader's own count, or on a
+    /// follower the leader's as last heard (bounded by what we hold).
     pub fn commit_seq(&self) -> Seq {
-        self.commit_seq
+        if self.role == Role::Leader {
+            self.commit_seq
+        } else {
+            self.leader_commit.min(self.log.last_seq())
+        }
     }
 
     /// The leader's per-follower replication state.
@@ -330,6 +335,13 @@ impl Node {
             // silence is ours. Start every clock afresh instead of declaring the world dead.
             self.forgive_own_pause();
         }
+        let upto = if self.role == Role::Leader {
+            self.commit_seq
+        } else {
+            self.leader_commit
+        };
+        self.log
+            .trim(self.cfg.history_retention, upto.min(self.log.last_seq()));
         self.tick_membership();
         self.tick_election();
         self.tick_heartbeats();

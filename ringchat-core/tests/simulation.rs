@@ -876,6 +876,69 @@ fn a_drained_leader_hands_over_and_takes_back_when_undrained() {
     sim.check_histories();
 }
 
+/// With a retention limit, servers keep a window of the history; a restarted server is sent
+/// the window, and every retained acknowledged message stays where it was acknowledged.
+#[test]
+fn retention_keeps_a_window_and_restarted_servers_get_it() {
+    for seed in [51, 52, 53] {
+        let mut sim = Sim::new(seed, seed % 2 == 0);
+        sim.cfg.history_retention = 120;
+        for id in 1..=3 {
+            sim.start(id);
+        }
+        sim.run_until_settled(5_000);
+        let mut msg = 0;
+        for round in 0..4u64 {
+            for _ in 0..150 {
+                sim.client_send(msg);
+                msg += 1;
+                if msg % 5 == 0 {
+                    sim.step();
+                }
+            }
+            // Crash and restart a follower, then (once) the leader.
+            let victim = if round == 2 { 3 } else { 1 + round % 2 };
+            sim.crash(victim);
+            sim.run_for(100);
+            sim.start(victim);
+            sim.run_until_settled(10_000);
+        }
+        let live = sim.live();
+        let leader = sim.check_one_leader();
+        let last = sim.node(leader).log().last_seq();
+        let base = live
+            .iter()
+            .map(|id| sim.node(*id).log().base())
+            .max()
+            .unwrap();
+        assert!(base > 0, "seed {seed}: nothing was ever dropped");
+        for id in &live {
+            let log = sim.node(*id).log();
+            assert_eq!(log.last_seq(), last, "seed {seed}: server {id}");
+            assert!(
+                log.len() <= 120 + 120 / 8 + 150,
+                "seed {seed}: server {id} keeps {}",
+                log.len()
+            );
+            for seq in base + 1..=last {
+                assert_eq!(
+                    log.get(seq),
+                    sim.node(leader).log().get(seq),
+                    "seed {seed}: {id} at {seq}"
+                );
+            }
+        }
+        for m in &sim.msgs {
+            if let Some(seq) = m.acked_seq.filter(|s| *s > base) {
+                assert_eq!(
+                    sim.node(leader).log().get(seq).map(|e| &e.message_id),
+                    Some(&m.key.1)
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn static_peers_form_a_ring_without_multicast() {
     let mut sim = Sim::new(11, false);

@@ -93,6 +93,7 @@ pub async fn run(
     ));
     let session_cfg = SessionConfig {
         sender_id: server_sender_id(settings.id),
+        max_frame: settings.max_frame,
         max_text,
         queue: settings.client_queue,
         idle_timeout: settings.client_idle_timeout,

@@ -120,7 +120,9 @@ impl Default for ReplicationSection {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct LimitsSection {
+    max_frame: usize,
     max_text: usize,
+    history_retention: usize,
     history_on_connect: usize,
     client_queue: usize,
     max_clients: usize,
@@ -130,7 +132,9 @@ struct LimitsSection {
 impl Default for LimitsSection {
     fn default() -> Self {
         Self {
+            max_frame: ringchat_proto::limits::MAX_CLIENT_FRAME,
             max_text: ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS,
+            history_retention: 0,
             history_on_connect: 100,
             client_queue: 4096,
             max_clients: 10_000,
@@ -220,6 +224,8 @@ pub struct Settings {
     pub log_level: String,
     /// The state machine's timing and sizes.
     pub core: CoreConfig,
+    /// Largest client frame in bytes.
+    pub max_frame: usize,
     /// Longest chat text, in characters.
     pub max_content_chars: usize,
     /// Entries a client gets on connect without `from_sequence`.
@@ -314,6 +320,7 @@ impl Settings {
             ("metrics.addr", self.metrics_addr != new.metrics_addr),
             ("log.format", self.log_format != new.log_format),
             ("limits.client_queue", self.client_queue != new.client_queue),
+            ("limits.max_frame", self.max_frame != new.max_frame),
             ("limits.max_clients", self.max_clients != new.max_clients),
             (
                 "limits.client_idle_timeout",
@@ -474,6 +481,7 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         sync_chunk_size: r.sync_chunk_size,
         max_inflight_entries: r.max_inflight_entries,
         seeds: peers.clone(),
+        history_retention: file.limits.history_retention,
     };
     let admin_mode = u32::from_str_radix(file.admin.mode.trim_start_matches("0o"), 8)
         .ok()
@@ -491,6 +499,15 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
             "limits.max_text: must be between 1 and {} characters",
             ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS
         );
+    }
+    if !(32_768..=ringchat_proto::limits::MAX_CLIENT_FRAME).contains(&l.max_frame) {
+        bail!(
+            "limits.max_frame: must be between 32768 and {} bytes",
+            ringchat_proto::limits::MAX_CLIENT_FRAME
+        );
+    }
+    if l.history_retention != 0 && l.history_retention < 1_000 {
+        bail!("limits.history_retention: must be 0 (keep everything) or at least 1000 entries");
     }
     if l.history_on_connect > 10_000 {
         bail!("limits.history_on_connect: must be at most 10000");
@@ -522,6 +539,7 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         log_format: args.log_format.unwrap_or(file.log.format),
         log_level: args.log_level.clone().unwrap_or(file.log.level),
         core,
+        max_frame: l.max_frame,
         max_content_chars: l.max_text,
         history_on_connect: l.history_on_connect,
         client_queue: l.client_queue,

@@ -14,7 +14,8 @@ use ringchat_cluster_tests::bins::binaries;
 use ringchat_cluster_tests::ports::node_ports;
 use ringchat_cluster_tests::process;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_for, wait_until};
-use ringchat_cluster_tests::wire::WireClient;
+use ringchat_cluster_tests::wire::{WireClient, connect_request};
+use ringchat_proto::server::ServerMessage;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -74,6 +75,16 @@ fn bad_configuration_is_refused_naming_the_key() {
             "timing.heartbeat_timeout",
         ),
         ("unknown section", "[nodes]\nid = 1\n", "nodes"),
+        (
+            "frame too small",
+            "[node]\nid = 1\n[limits]\nmax_frame = 100\n",
+            "limits.max_frame",
+        ),
+        (
+            "retention too small",
+            "[node]\nid = 1\n[limits]\nhistory_retention = 10\n",
+            "limits.history_retention",
+        ),
     ];
     for (what, text, key) in cases {
         let file = dir.path().join(format!("{}.toml", what.replace(' ', "-")));
@@ -204,6 +215,57 @@ fn admin_socket_mode_group_and_audit() {
     let status = process::wait_exit(&mut b.child, SHORT).expect("exits");
     assert_eq!(status.code(), Some(2));
     assert!(log_text(&b).contains("admin.mode"), "{}", log_text(&b));
+}
+
+/// With `limits.history_retention`, a server keeps a window of the history: a client asking
+/// from before it is told to reset, and the window is what it gets.
+#[test]
+fn history_retention_keeps_a_window() {
+    let dir = TempDir::new().expect("tempdir");
+    let ports = node_ports();
+    let socket = dir.path().join("admin.sock");
+    let file = dir.path().join("node.toml");
+    let extra = "[limits]\nhistory_retention = 1000\nhistory_on_connect = 10\n";
+    std::fs::write(&file, config_file(ports.ring, ports.client, &socket, extra)).expect("write");
+    let _d = spawn(
+        dir.path(),
+        "node",
+        &["-c".into(), file.display().to_string()],
+    );
+    wait_for(SHORT, "the server leads", || {
+        admin::status(&socket).and_then(|s| if s.serving { Ok(()) } else { Err(s.summary()) })
+    });
+    let addr = format!("127.0.0.1:{}", ports.client);
+    let (mut client, _) = WireClient::session(&addr, "keeper", None);
+    for i in 0..1300 {
+        client.send_chat(&format!("m{i}"));
+    }
+    client.recv_until(
+        |m| matches!(m, ServerMessage::MessageDelivered(d) if d.sequence_number == 1300),
+    );
+    let oldest = wait_for(SHORT, "old entries are dropped", || {
+        let h = admin::history(&socket)?;
+        match h.first() {
+            Some(e) if e.sequence_number > 1 && h.len() <= 1000 + 125 => Ok(e.sequence_number),
+            other => Err(format!(
+                "{} entries from {:?}",
+                h.len(),
+                other.map(|e| e.sequence_number)
+            )),
+        }
+    });
+    let mut late = WireClient::open(&addr, "late");
+    late.send(&connect_request("late", "Late", Some(5)));
+    let pages = late.recv_history();
+    let first = &pages[0];
+    assert!(first.reset, "a view from before the window is reset");
+    assert!(
+        first
+            .messages
+            .first()
+            .is_some_and(|e| e.sequence_number >= oldest)
+    );
+    assert_eq!(pages.last().map(|p| p.last_sequence), Some(1300));
 }
 
 /// The admin socket is created private to its owner.

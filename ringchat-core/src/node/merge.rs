@@ -48,17 +48,23 @@ impl Node {
             return;
         }
         let expected = p.pull_seq;
-        if entries
-            .first()
-            .is_some_and(|e| e.sequence_number != expected)
-        {
-            return; // an answer to an older request
-        }
+        // Its answer starts at `expected`, or later when it dropped older entries.
+        let start = match entries.first() {
+            Some(e) if e.sequence_number != expected && expected != 1 => {
+                return; // an answer to an older request
+            }
+            Some(e) => e.sequence_number,
+            None => expected,
+        };
+
         let got = entries.len() as Seq;
         let mut prefix = p.merge_prefix;
         let mut diverged_at = p.diverged_at;
         for e in entries {
             let seq = e.sequence_number;
+            if seq <= self.log.base() {
+                continue; // dropped from our window: committed long ago, taken as the same
+            }
             if prefix && self.log.matches(seq, e.epoch) {
                 continue; // the same entry: our histories agree so far
             }
@@ -81,7 +87,7 @@ impl Node {
                 });
             }
         }
-        let next = expected + got;
+        let next = start + got;
         let now = self.now;
         let Some(p) = self.followers.get_mut(&from) else {
             return;
@@ -98,7 +104,7 @@ impl Node {
         p.state = FollowerState::Syncing;
         p.reset = false;
         p.match_seq = if prefix {
-            expected + got - 1
+            (start + got).saturating_sub(1)
         } else {
             // Its history agrees with ours before `diverged_at`: overwrite from there.
             diverged_at.saturating_sub(1)

@@ -165,6 +165,15 @@ impl Node {
         p: &mut FollowerProgress,
         consistent_state: FollowerState,
     ) {
+        if p.reported_last < self.log.base() {
+            // It is behind our retained window: it takes the window from its start.
+            p.reset = true;
+            p.match_seq = 0;
+            p.next_seq = self.log.base() + 1;
+            p.state = FollowerState::Syncing;
+            p.waiting_since = Some(self.now);
+            return;
+        }
         if p.reported_last > self.log.last_seq()
             || !self.log.matches(p.reported_last, p.reported_epoch)
         {

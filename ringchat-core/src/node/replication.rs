@@ -35,11 +35,12 @@ impl Node {
             self.adopt_leader(epoch, leader);
         }
         self.leader_contact = self.now;
-        if reset && prev_seq == 0 {
+        if reset {
+            // The leader no longer holds what we would need: take its retained window.
             if !self.log.is_empty() {
                 self.notice(Notice::HistoryReset);
             }
-            self.log.truncate(0);
+            self.log.reset_to(prev_seq, prev_epoch);
         }
         let ok = self.log.accept_batch(prev_seq, prev_epoch, entries);
         self.send(from, self.state_report(ok));
@@ -113,6 +114,7 @@ impl Node {
     /// Sends each follower what it lacks, within its in-flight window.
     pub(super) fn pump_replication(&mut self) {
         let last = self.log.last_seq();
+        let base = self.log.base();
         let chunk = self.cfg.sync_chunk_size.max(1) as u64;
         let window = self.cfg.max_inflight_entries.max(chunk);
         let ids: Vec<NodeId> = self.followers.keys().copied().collect();
@@ -121,8 +123,13 @@ impl Node {
                 if !p.receives_entries() {
                     break;
                 }
+                if p.reset || p.next_seq <= base {
+                    // What it needs is gone from our window: send the window from its start.
+                    p.reset = true;
+                    p.next_seq = base + 1;
+                }
                 let inflight = p.next_seq.saturating_sub(1).saturating_sub(p.match_seq);
-                let reset = p.reset && p.next_seq == 1;
+                let reset = p.reset;
                 if !(reset || (p.next_seq <= last && inflight < window)) {
                     break;
                 }

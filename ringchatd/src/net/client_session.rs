@@ -11,7 +11,6 @@ use futures::StreamExt;
 use ringchat_proto::client::{ClientLimits, ClientRequest, parse_client_request};
 use ringchat_proto::frame::{FrameCodec, FrameError, frame_json};
 use ringchat_proto::ids::unix_timestamp;
-use ringchat_proto::limits::MAX_CLIENT_FRAME;
 use ringchat_proto::server::{ErrorMessage, ServerMessage};
 use ringchat_proto::{ErrorCode, ProtocolError};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -29,6 +28,8 @@ use crate::node::{ConnId, Event};
 pub struct SessionConfig {
     /// `sender_id` on error frames.
     pub sender_id: String,
+    /// Largest frame a client may send.
+    pub max_frame: usize,
     /// Longest chat text in characters; shared so that a reload applies to open sessions.
     pub max_text: Arc<AtomicUsize>,
     /// Frames queued before the client counts as slow.
@@ -77,7 +78,7 @@ async fn read_loop(
     kick: &CancellationToken,
     shutdown: &CancellationToken,
 ) {
-    let mut frames = FramedRead::new(rd, FrameCodec::new(MAX_CLIENT_FRAME));
+    let mut frames = FramedRead::new(rd, FrameCodec::new(cfg.max_frame));
     loop {
         let next = tokio::select! {
             _ = kick.cancelled() => return,

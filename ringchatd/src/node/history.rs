@@ -13,12 +13,13 @@ const ENVELOPE_RESERVE: usize = 512;
 /// Frames answering a history question: `entries` (ascending) after `from_sequence`.
 pub fn history_frames(
     me: NodeId,
+    max_frame: usize,
     entries: &[ChatEntry],
     from_sequence: Seq,
     last_sequence: Seq,
     reset: bool,
 ) -> Vec<Bytes> {
-    let budget = MAX_CLIENT_FRAME - ENVELOPE_RESERVE;
+    let budget = max_frame.min(MAX_CLIENT_FRAME) - ENVELOPE_RESERVE;
     let mut pages: Vec<Vec<ChatEntry>> = vec![Vec::new()];
     let mut used = 0;
     for e in entries {
@@ -76,7 +77,7 @@ mod tests {
     fn long_histories_span_frames_within_the_limit() {
         // Control characters take 6 bytes each in JSON: the worst case for a frame.
         let entries: Vec<ChatEntry> = (1..=300).map(|s| entry(s, 4096)).collect();
-        let frames = history_frames(3, &entries, 0, 300, false);
+        let frames = history_frames(3, MAX_CLIENT_FRAME, &entries, 0, 300, false);
         assert!(frames.len() > 1);
         let mut seen = 0;
         for (i, f) in frames.iter().enumerate() {
@@ -98,7 +99,7 @@ mod tests {
 
     #[test]
     fn empty_history_is_one_frame() {
-        let frames = history_frames(1, &[], 0, 0, false);
+        let frames = history_frames(1, MAX_CLIENT_FRAME, &[], 0, 0, false);
         assert_eq!(frames.len(), 1);
     }
 }

@@ -245,9 +245,14 @@ impl NodeTask {
                 }
                 metrics::client_connection("accepted");
                 let last = self.broadcast_upto;
-                let recent = last.saturating_sub(self.settings.history_on_connect as Seq);
+                let base = self.node.log().base();
+                let recent = last
+                    .saturating_sub(self.settings.history_on_connect as Seq)
+                    .max(base);
+                // The client's view no longer matches when it is ahead of us, too far behind,
+                // or behind what we still hold (the retention limit dropped it).
                 let (from, reset) = match from_sequence {
-                    Some(f) if f <= last && last - f <= MAX_CATCH_UP => (f, false),
+                    Some(f) if f <= last && last - f <= MAX_CATCH_UP && f >= base => (f, false),
                     Some(_) => (recent, true),
                     None => (recent, false),
                 };
@@ -316,8 +321,18 @@ impl NodeTask {
     }
 
     fn send_history(&mut self, conn: ConnId, from: Seq, n: Seq, reset: bool) {
+        // What the retention limit dropped cannot be sent: the answer starts after it.
+        let from = from.max(self.node.log().base());
+        let n = n.min(self.broadcast_upto.saturating_sub(from));
         let entries = self.node.log().range(from, n as usize);
-        for frame in history_frames(self.settings.id, entries, from, self.broadcast_upto, reset) {
+        for frame in history_frames(
+            self.settings.id,
+            self.settings.max_frame,
+            entries,
+            from,
+            self.broadcast_upto,
+            reset,
+        ) {
             self.clients.send(conn, frame);
         }
     }
