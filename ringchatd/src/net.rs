@@ -1,5 +1,6 @@
 //! Socket drivers. Each owns its sockets and talks to the node task through channels.
 
+pub mod accept;
 pub mod client_listener;
 pub mod client_session;
 pub mod discovery;

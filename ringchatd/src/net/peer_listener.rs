@@ -4,7 +4,6 @@
 //! malformed frame gets an `error` frame and, where the framing is lost, a close; an idle
 //! or stalled connection is dropped after a while; connections are capped.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -16,11 +15,12 @@ use ringchat_proto::limits::MAX_PEER_FRAME;
 use ringchat_proto::peer::PeerMessage;
 use ringchat_proto::server::{ErrorMessage, ServerMessage};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
+use super::accept::accept_loop;
 use crate::node::Event;
 
 /// Inbound ring connections at most (a ring is small; this bounds abuse).
@@ -37,33 +37,20 @@ pub async fn run(
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_PEER_CONNECTIONS));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            a = listener.accept() => a,
-        };
-        let (stream, addr) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "Ring accept failed.");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%addr, "Too many ring connections; refusing one.");
-            continue;
-        };
-        let events = events.clone();
-        let cluster = cluster.clone();
-        let sender_id = sender_id.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            serve(stream, &sender_id, &cluster, events, shutdown).await;
-            drop(permit);
-        });
-    }
+    let stop = shutdown.clone();
+    accept_loop(
+        listener,
+        "ring",
+        MAX_PEER_CONNECTIONS,
+        shutdown,
+        |_| {},
+        move |stream, _| {
+            let (sender_id, cluster) = (sender_id.clone(), cluster.clone());
+            let (events, stop) = (events.clone(), stop.clone());
+            async move { serve(stream, &sender_id, &cluster, events, stop).await }
+        },
+    )
+    .await;
 }
 
 async fn serve(
