@@ -144,10 +144,11 @@ impl Listener {
             }
             if last_ping.elapsed() >= self.cfg.ping_every {
                 last_ping = Instant::now();
-                let sent = match wire::ping(&self.cfg.hello.client_id) {
-                    Ok(f) => session.conn.send(f).await.is_ok(),
-                    Err(_) => true,
-                };
+                let sent = session
+                    .conn
+                    .send(wire::ping(&self.cfg.hello.client_id))
+                    .await
+                    .is_ok();
                 if !sent {
                     match self.reconnect().await {
                         Some(s) => session = s,

@@ -144,7 +144,7 @@ pub async fn open(opts: &ConnectOptions, hello: &Hello, hint: Option<String>) ->
 
 async fn try_one(addr: &str, hello: &Hello, limit: Duration) -> Result<Attempt> {
     let mut conn = dial(addr, limit).await?;
-    let frame = wire::connect(&hello.client_id, &hello.username, hello.from_sequence)?;
+    let frame = wire::connect(&hello.client_id, &hello.username, hello.from_sequence);
     timeout(limit, conn.send(frame))
         .await
         .with_context(|| format!("{addr}: timed out sending client_connect"))?
@@ -205,7 +205,7 @@ pub async fn next_message(conn: &mut Conn, addr: &str, limit: Duration) -> Resul
 /// One `client_ping` on a fresh connection: the server's view of the leader.
 pub async fn ping(addr: &str, client_id: &str, limit: Duration) -> Result<LeaderInfo> {
     let mut conn = dial(addr, limit).await?;
-    timeout(limit, conn.send(wire::ping(client_id)?))
+    timeout(limit, conn.send(wire::ping(client_id)))
         .await
         .with_context(|| format!("{addr}: timed out sending client_ping"))?
         .with_context(|| format!("{addr}: sending client_ping"))?;

@@ -74,7 +74,7 @@ pub async fn scan(
     let limit = Duration::from_secs(10);
     while scan.prev < scan.last_sequence {
         let from = scan.prev;
-        let req = wire::history_request(reader_id, from, MAX_HISTORY_LIMIT)?;
+        let req = wire::history_request(reader_id, from, MAX_HISTORY_LIMIT);
         s.conn
             .send(req)
             .await

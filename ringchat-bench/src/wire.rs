@@ -1,6 +1,6 @@
 //! What the bench tool says and hears on the client protocol (PROTOCOL.md).
 //!
-//! Requests are built here as pre-framed [`Bytes`] (`frame_json`). Incoming frames take a
+//! Requests are `ringchat_proto::requests`' pre-framed bytes. Incoming frames take a
 //! fast path for the two kinds that arrive by the hundred thousand (`message_delivered`,
 //! `chat_broadcast`): a borrowed view that skips `content` without allocating, so that the
 //! load generator is not what limits the figures. Everything else is parsed into
@@ -9,101 +9,11 @@
 use std::borrow::Cow;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use ringchat_proto::frame::frame_json;
-use ringchat_proto::ids::unix_timestamp;
 use ringchat_proto::server::ServerMessage;
 use ringchat_proto::{NodeId, Seq};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Serialize)]
-struct Connect<'a> {
-    msg_type: &'static str,
-    sender_id: &'a str,
-    timestamp: f64,
-    client_id: &'a str,
-    username: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from_sequence: Option<Seq>,
-}
-
-#[derive(Serialize)]
-struct Message<'a> {
-    msg_type: &'static str,
-    sender_id: &'a str,
-    timestamp: f64,
-    client_id: &'a str,
-    username: &'a str,
-    content: &'a str,
-    message_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct Ping<'a> {
-    msg_type: &'static str,
-    sender_id: &'a str,
-    timestamp: f64,
-    client_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct HistoryRequest<'a> {
-    msg_type: &'static str,
-    sender_id: &'a str,
-    timestamp: f64,
-    from_sequence: Seq,
-    limit: u64,
-}
-
-/// `client_connect`.
-pub fn connect(client_id: &str, username: &str, from_sequence: Option<Seq>) -> Result<Bytes> {
-    frame_json(&Connect {
-        msg_type: "client_connect",
-        sender_id: client_id,
-        timestamp: unix_timestamp(),
-        client_id,
-        username,
-        from_sequence,
-    })
-    .context("encoding client_connect")
-}
-
-/// `client_message`.
-pub fn message(client_id: &str, username: &str, content: &str, message_id: &str) -> Result<Bytes> {
-    frame_json(&Message {
-        msg_type: "client_message",
-        sender_id: client_id,
-        timestamp: unix_timestamp(),
-        client_id,
-        username,
-        content,
-        message_id,
-    })
-    .context("encoding client_message")
-}
-
-/// `client_ping`.
-pub fn ping(client_id: &str) -> Result<Bytes> {
-    frame_json(&Ping {
-        msg_type: "client_ping",
-        sender_id: client_id,
-        timestamp: unix_timestamp(),
-        client_id,
-    })
-    .context("encoding client_ping")
-}
-
-/// `history_request`.
-pub fn history_request(client_id: &str, from_sequence: Seq, limit: u64) -> Result<Bytes> {
-    frame_json(&HistoryRequest {
-        msg_type: "history_request",
-        sender_id: client_id,
-        timestamp: unix_timestamp(),
-        from_sequence,
-        limit,
-    })
-    .context("encoding history_request")
-}
+pub use ringchat_proto::requests::{connect, history as history_request, message, ping};
 
 /// The id of our `n`-th message: `"<client_id>:<n>"`, as PROTOCOL.md suggests.
 pub fn message_id(client_id: &str, n: u64) -> String {
@@ -221,20 +131,6 @@ mod tests {
     fn content_has_the_requested_size() {
         assert_eq!(content(100).len(), 100);
         assert!(content(0).is_empty());
-    }
-
-    #[test]
-    fn requests_follow_the_protocol() {
-        let f = message("c", "Bench", "hi", "c:1").unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&f[4..]).unwrap();
-        assert_eq!(v["msg_type"], "client_message");
-        assert_eq!(v["message_id"], "c:1");
-        let f = connect("c", "Bench", None).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&f[4..]).unwrap();
-        assert!(v.get("from_sequence").is_none());
-        let f = connect("c", "Bench", Some(0)).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&f[4..]).unwrap();
-        assert_eq!(v["from_sequence"], 0);
     }
 
     #[test]

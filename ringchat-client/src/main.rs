@@ -12,7 +12,6 @@ mod render;
 mod scripted;
 mod sequence;
 mod session;
-mod wire;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

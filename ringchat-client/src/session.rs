@@ -15,7 +15,7 @@ use ringchat_proto::{ChatEntry, Epoch, ErrorCode, NodeId, Seq};
 
 use crate::pending::PendingQueue;
 use crate::sequence::SeqTracker;
-use crate::wire;
+use ringchat_proto::requests as wire;
 
 /// Something the user should see.
 #[derive(Debug, Clone, PartialEq)]

@@ -16,6 +16,8 @@ pub mod frame;
 pub mod ids;
 pub mod limits;
 pub mod peer;
+#[cfg(feature = "codec")]
+pub mod requests;
 pub mod server;
 
 pub use entry::ChatEntry;

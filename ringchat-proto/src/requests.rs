@@ -1,13 +1,11 @@
-//! The frames this client sends (PROTOCOL.md, "Client -> server").
-//!
-//! `ringchat-proto` parses these requests (that is the server's side) but has no types to
-//! write them, so they are built here, already framed by `frame_json`: a pending message
-//! keeps the exact bytes it is resent with after a reconnect.
+//! The frames a client sends (PROTOCOL.md, "Client -> server"), built already framed: a
+//! client keeps a pending message's exact bytes and resends them after a reconnect. Their
+//! tests parse each one with [`crate::client::parse_client_request`], the server's side.
 
+use crate::Seq;
+use crate::frame::frame_json;
+use crate::ids::unix_timestamp;
 use bytes::Bytes;
-use ringchat_proto::Seq;
-use ringchat_proto::frame::frame_json;
-use ringchat_proto::ids::unix_timestamp;
 use serde::Serialize;
 
 /// The envelope every frame carries, with the request's own fields flattened beside it.
@@ -101,8 +99,8 @@ pub fn disconnect(client_id: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringchat_proto::client::{ClientLimits, ClientRequest, OutgoingChat, parse_client_request};
-    use ringchat_proto::frame::{HEADER_LEN, payload_len};
+    use crate::client::{ClientLimits, ClientRequest, OutgoingChat, parse_client_request};
+    use crate::frame::{HEADER_LEN, payload_len};
 
     /// Parses a frame the way the server does.
     fn server_view(frame: &Bytes) -> ClientRequest {
