@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 base=${RINGCHAT_DEMO_PORT:-5001}
-echo "Building ringchatd and ringchat-client (release)..."
-cargo build --release --quiet -p ringchatd -p ringchat-client
+echo "Building ringchatd, ringchat-client and ringchatctl (release)..."
+cargo build --release --quiet -p ringchatd -p ringchat-client -p ringchatctl
 bin=target/release
 work=$(mktemp -d -t ringchat-demo.XXXXXX)
 pids=()
@@ -52,6 +52,11 @@ Logs: $work/node{1,2,3}.log
 Start clients in other terminals:
   $bin/ringchat-client -u Alice $servers
   $bin/ringchat-client -u Bob   $servers
+
+Inspect and steer a server:
+  $bin/ringchatctl --socket $work/node$leader.sock status
+  $bin/ringchatctl --socket $work/node$leader.sock ring
+  $bin/ringchatctl --socket $work/node$leader.sock drain     # hand leadership away
 
 Try a failover: kill -9 the leader (pid ${pids[$((leader - 1))]}) and keep chatting.
 Press Ctrl+C here to stop the cluster.
