@@ -67,7 +67,8 @@ pub enum ElectionTrigger {
     Timeout,
     /// A higher id joined and caught up, or a newer epoch was seen.
     HigherId,
-    /// Asked for by another server (`election_start`).
+    /// Asked for: by another server (`election_start`), or by the operator (`elect`, a
+    /// drain, a leaving leader).
     Requested,
 }
 

@@ -940,6 +940,27 @@ fn retention_keeps_a_window_and_restarted_servers_get_it() {
 }
 
 #[test]
+fn a_lone_drained_leader_gives_way_when_others_return() {
+    let mut sim = Sim::new(61, true);
+    sim.start(3);
+    assert_eq!(sim.run_until_settled(5_000), 3);
+    let now = sim.now;
+    if let Some(Some(n)) = sim.nodes.get_mut(&3) {
+        n.set_draining(now, true);
+    }
+    sim.flush(3);
+    sim.run_for(200);
+    assert_eq!(sim.serving_leader(), Some(3), "alone, it keeps leading");
+    sim.start(1);
+    sim.start(2);
+    assert_eq!(
+        sim.run_until_settled(10_000),
+        2,
+        "the highest server not drained leads"
+    );
+}
+
+#[test]
 fn static_peers_form_a_ring_without_multicast() {
     let mut sim = Sim::new(11, false);
     for id in [4, 1, 6, 2] {

@@ -289,6 +289,10 @@ impl Settings {
                 "limits.history_on_connect",
                 self.history_on_connect != new.history_on_connect,
             ),
+            (
+                "limits.history_retention",
+                a.history_retention != b.history_retention,
+            ),
         ];
         let fixed = [
             ("node.id", self.id != new.id),
@@ -483,15 +487,18 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         seeds: peers.clone(),
         history_retention: file.limits.history_retention,
     };
-    let admin_mode = u32::from_str_radix(file.admin.mode.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| m & !0o660 == 0 && m & 0o600 == 0o600)
-        .with_context(|| {
-            format!(
-                "admin.mode: {:?} must be octal, give the owner read and write, and nobody else                  more than the group (0600 or 0660)",
-                file.admin.mode
-            )
-        })?;
+    let admin_mode = match file.admin.mode.as_str() {
+        "0600" | "600" => 0o600,
+        "0660" | "660" => 0o660,
+        other => {
+            bail!("admin.mode: {other:?} must be \"0600\" (owner only) or \"0660\" (and its group)")
+        }
+    };
+    if let Some(name) = &file.admin.group
+        && nix::unistd::Group::from_name(name).ok().flatten().is_none()
+    {
+        bail!("admin.group: no group named {name:?} on this system");
+    }
     let l = &file.limits;
     // Above 4096 characters one entry could exceed the client protocol's 64 KiB frame.
     if !(1..=ringchat_proto::limits::DEFAULT_MAX_CONTENT_CHARS).contains(&l.max_text) {

@@ -36,8 +36,9 @@ impl Node {
         }
         self.leader_contact = self.now;
         if reset {
-            // The leader no longer holds what we would need: take its retained window.
-            if !self.log.is_empty() {
+            // The leader no longer holds what we would need: take its retained window. Only
+            // entries beyond the window's start mean our history really diverged.
+            if self.log.last_seq() > prev_seq {
                 self.notice(Notice::HistoryReset);
             }
             self.log.reset_to(prev_seq, prev_epoch);
@@ -106,7 +107,7 @@ impl Node {
             p.state = FollowerState::Replicating;
         }
         self.advance_commit();
-        if from > self.me.id {
+        if from > self.me.id || self.draining {
             self.maybe_hand_off();
         }
     }
@@ -182,6 +183,14 @@ impl Node {
         let last = self.log.last_seq();
         let slack = self.cfg.sync_chunk_size as Seq;
         if self.draining {
+            // Drained while alone, we still lead: give way to the first caught-up server
+            // that is not drained.
+            let replacement = self.followers.values().any(|p| {
+                p.state == FollowerState::Replicating && !p.draining && p.match_seq + slack >= last
+            });
+            if replacement {
+                self.start_election(ElectionTrigger::Requested);
+            }
             return;
         }
         if let Some(higher) = self.outranked_by()

@@ -441,7 +441,7 @@ impl NodeTask {
     /// so that no stale lag lingers in alerts.
     fn refresh_gauges(&mut self) {
         let log = self.node.log();
-        metrics::history(log.last_seq(), log.text_bytes());
+        metrics::history(log.len() as u64, log.text_bytes());
         metrics::clients(self.clients.sessions());
         let now = self.now();
         let mut reported = std::collections::BTreeSet::new();

@@ -151,7 +151,7 @@ pub fn commit_latency(seconds: f64) {
     histogram!("ringchat_message_commit_duration_seconds").record(seconds);
 }
 
-/// History size on this server.
+/// History held in memory on this server: entries (the retained window) and text bytes.
 pub fn history(entries: u64, bytes: usize) {
     gauge!("ringchat_history_entries").set(entries as f64);
     gauge!("ringchat_history_bytes").set(bytes as f64);
