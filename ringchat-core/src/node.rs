@@ -388,12 +388,7 @@ impl Node {
                 self.send(from, body);
             }
             (Role::Follower, Some(leader)) if leader.id != from => {
-                let body = PeerBody::RingJoinAccept {
-                    node: self.me.clone(),
-                    leader: Some(leader),
-                    epoch: self.epoch,
-                    accepted: false,
-                };
+                let body = self.join_answer(Some(leader), false);
                 self.send(from, body);
             }
             _ => {}
@@ -527,6 +522,17 @@ impl Node {
 
     fn successor_id(&self) -> NodeId {
         self.ring.successor(self.me.id).map_or(self.me.id, |n| n.id)
+    }
+
+    /// `ring_join_accept` from us: where the leader is (`leader`), and whether we are it and
+    /// took the sender in (`accepted`).
+    fn join_answer(&self, leader: Option<NodeInfo>, accepted: bool) -> PeerBody {
+        PeerBody::RingJoinAccept {
+            node: self.me.clone(),
+            leader,
+            epoch: self.epoch,
+            accepted,
+        }
     }
 
     fn join_request(&self) -> PeerBody {

@@ -103,15 +103,7 @@ impl Node {
             return self.yield_to(node);
         }
         let leader = self.leader.clone();
-        self.send_info(
-            &node,
-            PeerBody::RingJoinAccept {
-                node: self.me.clone(),
-                leader,
-                epoch: self.epoch,
-                accepted: false,
-            },
-        );
+        self.send_info(&node, self.join_answer(leader, false));
     }
 
     pub(super) fn on_join_request(
@@ -135,25 +127,9 @@ impl Node {
                     // tell it so, so that it takes part.
                     self.epoch = epoch;
                     self.start_election(ElectionTrigger::HigherId);
-                    return self.send_info(
-                        &node,
-                        PeerBody::RingJoinAccept {
-                            node: self.me.clone(),
-                            leader: None,
-                            epoch: self.epoch,
-                            accepted: false,
-                        },
-                    );
+                    return self.send_info(&node, self.join_answer(None, false));
                 }
-                self.send_info(
-                    &node,
-                    PeerBody::RingJoinAccept {
-                        node: self.me.clone(),
-                        leader: Some(self.me.clone()),
-                        epoch: self.epoch,
-                        accepted: true,
-                    },
-                );
+                self.send_info(&node, self.join_answer(Some(self.me.clone()), true));
                 let mut progress = FollowerProgress::probing(self.now);
                 progress.reported_last = last_seq;
                 progress.reported_epoch = last_epoch;
@@ -176,15 +152,7 @@ impl Node {
                 if leader.is_none() && self.ring.insert(node.clone()) {
                     self.notice(Notice::RingChanged);
                 }
-                self.send_info(
-                    &node,
-                    PeerBody::RingJoinAccept {
-                        node: self.me.clone(),
-                        leader,
-                        epoch: self.epoch,
-                        accepted: false,
-                    },
-                );
+                self.send_info(&node, self.join_answer(leader, false));
             }
         }
     }
@@ -317,12 +285,7 @@ impl Node {
 
     /// Tells the members of the ring we led to join `leader`.
     pub(super) fn redirect_followers(&mut self, leader: &NodeInfo) {
-        let redirect = PeerBody::RingJoinAccept {
-            node: self.me.clone(),
-            leader: Some(leader.clone()),
-            epoch: self.epoch,
-            accepted: false,
-        };
+        let redirect = self.join_answer(Some(leader.clone()), false);
         let members: Vec<NodeId> = self
             .ring
             .ids()
