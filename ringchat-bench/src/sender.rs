@@ -194,6 +194,14 @@ pub struct SenderStats {
     pub fatal: Option<String>,
 }
 
+impl SenderConfig {
+    /// The frame of our `n`-th message, the same bytes on a resend (same `message_id`).
+    fn message_frame(&self, n: u64) -> Bytes {
+        let id = wire::message_id(&self.client_id, n);
+        wire::message(&self.client_id, &self.username, &self.content, &id)
+    }
+}
+
 impl SenderStats {
     /// Counts one occurrence of `kind` in `errors`.
     pub fn error(&mut self, kind: &str) {
@@ -384,13 +392,7 @@ impl Engine {
             && self.sending_open(now)
         {
             let n = self.next;
-            let id = wire::message_id(&self.cfg.client_id, n);
-            let frame = wire::message(
-                &self.cfg.client_id,
-                &self.cfg.username,
-                &self.cfg.content,
-                &id,
-            );
+            let frame = self.cfg.message_frame(n);
             let at = Instant::now();
             if let Some(t) = &self.cfg.send_times {
                 t.record(n, at);
@@ -445,13 +447,7 @@ impl Engine {
             let now = Instant::now();
             let mut ok = true;
             for (&n, f) in self.inflight.iter_mut() {
-                let id = wire::message_id(&self.cfg.client_id, n);
-                let frame = wire::message(
-                    &self.cfg.client_id,
-                    &self.cfg.username,
-                    &self.cfg.content,
-                    &id,
-                );
+                let frame = self.cfg.message_frame(n);
                 f.last_sent = now;
                 self.st.resent += 1;
                 if session.conn.feed(frame).await.is_err() {
