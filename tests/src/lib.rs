@@ -33,6 +33,23 @@ use std::io::Write;
 
 pub use ringchat_proto::{ChatEntry, NodeId, Seq};
 
+/// Asserts that every acknowledged message (`message_id` -> acked sequence number) is in
+/// `history` exactly once, at the sequence number it was acknowledged with.
+pub fn assert_acked_once(history: &[ChatEntry], acked: &std::collections::BTreeMap<String, Seq>) {
+    for (id, seq) in acked {
+        let at: Vec<Seq> = history
+            .iter()
+            .filter(|e| &e.message_id == id)
+            .map(|e| e.sequence_number)
+            .collect();
+        assert_eq!(
+            at,
+            vec![*seq],
+            "acked message {id} must be stored once, at {seq}"
+        );
+    }
+}
+
 /// Writes a line straight to the process's standard error, past the test harness's output
 /// capture: for measurements and `SKIP` notes that should show in a normal `cargo test` run.
 pub fn report(line: &str) {

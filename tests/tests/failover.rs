@@ -10,7 +10,7 @@ use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::real_client::RealClient;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
 use ringchat_cluster_tests::wire::{WireClient, chat_request};
-use ringchat_cluster_tests::{ChatEntry, NodeId, Seq, report};
+use ringchat_cluster_tests::{ChatEntry, NodeId, Seq, assert_acked_once, report};
 use ringchat_proto::server::ServerMessage;
 
 /// Gap between two lines the client is fed.
@@ -41,18 +41,7 @@ fn check_survivors(
         history.len(),
         "a (client_id, message_id) is stored twice"
     );
-    for (id, seq) in acked {
-        let at: Vec<Seq> = history
-            .iter()
-            .filter(|e| &e.message_id == id)
-            .map(|e| e.sequence_number)
-            .collect();
-        assert_eq!(
-            at,
-            vec![*seq],
-            "acked message {id} must be stored once, at {seq}"
-        );
-    }
+    assert_acked_once(&history, acked);
     let texts: BTreeSet<&str> = history.iter().map(|e| e.content.as_str()).collect();
     let expected: BTreeSet<String> = (1..=total).map(|i| format!("message {i}")).collect();
     assert_eq!(

@@ -7,9 +7,9 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::real_client::RealClient;
-use ringchat_cluster_tests::report;
 use ringchat_cluster_tests::wait::{SHORT, wait_until};
 use ringchat_cluster_tests::wire::WireClient;
+use ringchat_cluster_tests::{assert_acked_once, report};
 use ringchat_proto::server::ServerMessage;
 
 #[test]
@@ -55,18 +55,7 @@ fn sigterm_on_the_leader_hands_over() {
     let acked = client.delivered();
     assert_eq!(acked.len(), 20);
     let history = cluster.wait_same_history(&[1, 2], 20);
-    for (id, seq) in &acked {
-        let at: Vec<u64> = history
-            .iter()
-            .filter(|e| &e.message_id == id)
-            .map(|e| e.sequence_number)
-            .collect();
-        assert_eq!(
-            at,
-            vec![*seq],
-            "acked {id} stored once at its sequence number"
-        );
-    }
+    assert_acked_once(&history, &acked);
 }
 
 #[test]
