@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use ringchat_cluster_tests::assert_acked_once;
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::wait::SHORT;
 use ringchat_cluster_tests::wire::{WireClient, connect_request, parse};
@@ -67,14 +68,7 @@ fn drain_hands_leader_and_clients_over_and_undrain_takes_them_back() {
 
     // Every acked message, once, at its sequence number, on every node.
     let history = cluster.wait_same_history(&[1, 2, 3], acked.len());
-    for (id, seq) in &acked {
-        let at: Vec<u64> = history
-            .iter()
-            .filter(|e| &e.message_id == id)
-            .map(|e| e.sequence_number)
-            .collect();
-        assert_eq!(at, [*seq], "acked {id}");
-    }
+    assert_acked_once(&history, &acked);
 
     // Undrain, then a forced round: the highest id leads again.
     let out = ctl(&node3.socket, &["undrain"]).success();
