@@ -47,8 +47,9 @@ pub struct NodeTask {
     view: watch::Sender<NodeView>,
     pub(super) started: Instant,
     broadcast_upto: Seq,
-    /// Senders waiting for `message_delivered`, with when each message arrived.
-    waiters: HashMap<(String, String), Vec<(ConnId, Instant)>>,
+    /// Senders waiting for `message_delivered`, by the sequence number their message got
+    /// (fixed while we lead), with when each message arrived.
+    waiters: HashMap<Seq, Vec<(ConnId, Instant)>>,
     /// When the current election round started, for its duration.
     election_since: Option<Instant>,
     ticks: u64,
@@ -285,7 +286,6 @@ impl NodeTask {
                         id,
                     );
                 }
-                let key = (chat.client_id.clone(), chat.message_id.clone());
                 let proposal = Proposal {
                     client_id: chat.client_id,
                     message_id: chat.message_id,
@@ -302,7 +302,7 @@ impl NodeTask {
                         if seq <= self.broadcast_upto {
                             self.send_delivered(conn, seq);
                         } else {
-                            self.waiters.entry(key).or_default().push((conn, received));
+                            self.waiters.entry(seq).or_default().push((conn, received));
                         }
                     }
                     Err(ProposeError::NotLeader(_)) => {
@@ -591,18 +591,19 @@ impl NodeTask {
         }
         while self.broadcast_upto < commit {
             self.broadcast_upto += 1;
-            let Some(e) = self.node.log().get(self.broadcast_upto).cloned() else {
+            let seq = self.broadcast_upto;
+            let Some(e) = self.node.log().get(seq).cloned() else {
                 break;
             };
             let frame = self.encode(&ServerMessage::ChatBroadcast(ChatBroadcast {
                 sender_id: server_sender_id(self.settings.id),
-                entry: e.clone(),
+                entry: e,
             }));
             self.clients.broadcast(&frame);
-            if let Some(conns) = self.waiters.remove(&(e.client_id, e.message_id)) {
+            if let Some(conns) = self.waiters.remove(&seq) {
                 for (conn, received) in conns {
                     metrics::commit_latency(received.elapsed().as_secs_f64());
-                    self.send_delivered(conn, e.sequence_number);
+                    self.send_delivered(conn, seq);
                 }
             }
         }
