@@ -15,7 +15,9 @@ pub struct Log {
     entries: Vec<ChatEntry>,
     base: Seq,
     base_epoch: Epoch,
-    index: HashMap<(String, String), Seq>,
+    /// `client_id` -> `message_id` -> sequence number: nested, so that a lookup (one per
+    /// proposal) borrows the ids instead of allocating a key.
+    index: HashMap<String, HashMap<String, Seq>>,
     bytes: usize,
 }
 
@@ -59,10 +61,16 @@ impl Log {
 
     /// Where a message already stands, if it was stored before.
     pub fn find(&self, client_id: &str, message_id: &str) -> Option<Seq> {
-        // The tuple key needs owned strings; lookups are rare next to appends.
-        self.index
-            .get(&(client_id.to_owned(), message_id.to_owned()))
-            .copied()
+        self.index.get(client_id)?.get(message_id).copied()
+    }
+
+    fn unindex(index: &mut HashMap<String, HashMap<String, Seq>>, e: &ChatEntry) {
+        if let Some(ids) = index.get_mut(&e.client_id) {
+            ids.remove(&e.message_id);
+            if ids.is_empty() {
+                index.remove(&e.client_id);
+            }
+        }
     }
 
     /// Entries after `after` (or after `base`, if that is later), at most `limit`.
@@ -76,10 +84,10 @@ impl Log {
     pub fn append(&mut self, entry: ChatEntry) {
         debug_assert_eq!(entry.sequence_number, self.last_seq() + 1);
         self.bytes += entry.heap_bytes();
-        self.index.insert(
-            (entry.client_id.clone(), entry.message_id.clone()),
-            entry.sequence_number,
-        );
+        self.index
+            .entry(entry.client_id.clone())
+            .or_default()
+            .insert(entry.message_id.clone(), entry.sequence_number);
         self.entries.push(entry);
     }
 
@@ -88,7 +96,7 @@ impl Log {
         let keep = (seq.saturating_sub(self.base) as usize).min(self.entries.len());
         for e in self.entries.drain(keep..) {
             self.bytes -= e.heap_bytes();
-            self.index.remove(&(e.client_id, e.message_id));
+            Self::unindex(&mut self.index, &e);
         }
     }
 
@@ -114,8 +122,7 @@ impl Log {
         }
         for e in self.entries.drain(..n) {
             self.bytes -= e.heap_bytes();
-            self.index
-                .remove(&(e.client_id.clone(), e.message_id.clone()));
+            Self::unindex(&mut self.index, &e);
             self.base = e.sequence_number;
             self.base_epoch = e.epoch;
         }
