@@ -13,6 +13,7 @@ mod config;
 mod election;
 mod log;
 mod node;
+mod plausible;
 mod replication;
 mod ring;
 

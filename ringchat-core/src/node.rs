@@ -150,6 +150,9 @@ impl Node {
                 if msg.from == self.me.id {
                     return;
                 }
+                if !crate::plausible::plausible_body(&msg.body) {
+                    return self.stale(msg.body.kind());
+                }
                 if let Some(node) = msg.origin.filter(|n| n.id == msg.from) {
                     self.known.insert(node.id, node);
                 }
@@ -163,6 +166,9 @@ impl Node {
                 leader,
                 epoch,
             } => {
+                if !crate::plausible::plausible_discovered_epoch(epoch) {
+                    return;
+                }
                 self.seen_epoch = self.seen_epoch.max(epoch);
                 self.on_discovered(node, leader, epoch)
             }

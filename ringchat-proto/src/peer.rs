@@ -190,6 +190,25 @@ pub enum PeerBody {
 }
 
 impl PeerBody {
+    /// The sender's epoch: every ring message carries one.
+    pub fn epoch(&self) -> Epoch {
+        match self {
+            PeerBody::RingJoinRequest { epoch, .. }
+            | PeerBody::RingJoinAccept { epoch, .. }
+            | PeerBody::RingUpdate { epoch, .. }
+            | PeerBody::RingLeave { epoch, .. }
+            | PeerBody::Heartbeat { epoch, .. }
+            | PeerBody::HeartbeatAck { epoch, .. }
+            | PeerBody::ElectionStart { epoch }
+            | PeerBody::ElectionVote { epoch, .. }
+            | PeerBody::ElectionLeader { epoch, .. }
+            | PeerBody::ReplicationSync { epoch, .. }
+            | PeerBody::ReplicationAck { epoch, .. }
+            | PeerBody::SyncRequest { epoch, .. }
+            | PeerBody::SyncResponse { epoch, .. } => *epoch,
+        }
+    }
+
     /// The wire name, for logs and metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -128,6 +128,10 @@ impl Node {
     }
 
     fn win(&mut self, epoch: Epoch) {
+        // The commit point never falls back while we lead, but our history may have been
+        // replaced since we last led (a reset from another leader): what we no longer hold
+        // cannot count as committed.
+        self.commit_seq = self.commit_seq.min(self.log.last_seq());
         self.role = Role::Leader;
         self.leader = Some(self.me.clone());
         self.participant = false;
