@@ -55,6 +55,8 @@ pub struct Cluster {
     dir: TempDir,
     discovery: Discovery,
     nodes: Mutex<BTreeMap<NodeId, Node>>,
+    /// A TOML file every node is started with (`--config`), if the test wrote one.
+    config: Mutex<Option<PathBuf>>,
 }
 
 impl Cluster {
@@ -96,6 +98,7 @@ impl Cluster {
             dir,
             discovery,
             nodes: Mutex::new(BTreeMap::new()),
+            config: Mutex::new(None),
         };
         for &id in ids {
             cluster.add(id);
@@ -105,6 +108,14 @@ impl Cluster {
 
     fn nodes(&self) -> MutexGuard<'_, BTreeMap<NodeId, Node>> {
         self.nodes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes `toml` as the configuration file of every node started from now on (flags
+    /// still override it): for limits and timeouts a test sets low.
+    pub fn set_config(&self, toml: &str) {
+        let path = self.dir.path().join("ringchatd.toml");
+        std::fs::write(&path, toml).expect("write the configuration file");
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(path);
     }
 
     /// Adds node `id` with fresh ports, not started.
@@ -146,6 +157,9 @@ impl Cluster {
             .arg("--admin-socket")
             .arg(self.socket(id))
             .args(["--log-level", "debug"]);
+        if let Some(config) = &*self.config.lock().unwrap_or_else(|e| e.into_inner()) {
+            cmd.arg("--config").arg(config);
+        }
         match &self.discovery {
             Discovery::Static => {
                 cmd.args(["--discovery", "static"]);
@@ -236,6 +250,22 @@ impl Cluster {
             .filter(|(_, n)| n.child.is_some())
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// The process id of node `id` (for `/proc/<pid>`); panics if it is not running.
+    pub fn pid(&self, id: NodeId) -> u32 {
+        self.nodes()
+            .get(&id)
+            .and_then(|n| n.child.as_ref())
+            .map(Child::id)
+            .unwrap_or_else(|| panic!("node {id} is not running"))
+    }
+
+    /// Sends `req` to node `id`'s admin socket and returns the answer (for fields and
+    /// commands [`Status`] does not cover).
+    pub fn admin(&self, id: NodeId, req: &serde_json::Value) -> Result<serde_json::Value, String> {
+        self.assert_alive(id);
+        admin::request(&self.socket(id), req)
     }
 
     /// `127.0.0.1:<client port>` of node `id`.

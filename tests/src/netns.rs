@@ -52,6 +52,15 @@ impl Drop for NetNs {
     }
 }
 
+/// Moves the calling thread (only it) into namespace `name`: sockets it opens from then
+/// on live there, so a test thread can speak to servers on the namespace's loopback.
+pub fn enter(name: &str) -> Result<(), String> {
+    let path = format!("/var/run/netns/{name}");
+    let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns({path}): {e}"))
+}
+
 /// A namespace, or `None` after printing `SKIP: <reason>` (the calling test then returns
 /// and passes).
 pub fn netns_or_skip(test: &str) -> Option<NetNs> {

@@ -7,7 +7,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ringchat_proto::limits::MAX_CLIENT_FRAME;
@@ -53,6 +55,31 @@ pub fn connect_request(client_id: &str, username: &str, from_sequence: Option<Se
 /// A `client_ping` request object.
 pub fn ping_request(client_id: &str) -> Value {
     json!({"msg_type": "client_ping", "client_id": client_id})
+}
+
+/// A client that chats on `addr` (one message every 20 ms, each acked before the next)
+/// until `stop`, from inside network namespace `netns` if one is given; returns how many
+/// messages were acked. It panics, failing the test when joined, if an ack takes longer
+/// than the harness's timeout: the "everyone else keeps being served" half of a hostile
+/// or abusive test.
+pub fn steady_chatter(
+    addr: String,
+    stop: Arc<AtomicBool>,
+    netns: Option<String>,
+) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        if let Some(ns) = netns {
+            crate::netns::enter(&ns).unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (mut c, _) = WireClient::session(&addr, "steady", None);
+        let mut acked = 0;
+        while !stop.load(Ordering::Relaxed) {
+            c.chat(&format!("steady {acked}"));
+            acked += 1;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        acked
+    })
 }
 
 /// One TCP connection to a server's client port.

@@ -7,35 +7,17 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::random_u64;
 use ringchat_cluster_tests::wait::SHORT;
 use ringchat_cluster_tests::wire::{
-    WireClient, chat_request, connect_request, frame, ping_request,
+    WireClient, chat_request, connect_request, frame, ping_request, steady_chatter,
 };
 use ringchat_proto::ErrorCode;
 use ringchat_proto::limits::MAX_PEER_FRAME;
 use ringchat_proto::server::ServerMessage;
 use serde_json::json;
-
-/// A client that chats on `addr` (one message every 20 ms, each acked before the next)
-/// until `stop`; returns how many messages were acked. It panics, failing the test, if an
-/// ack takes longer than the harness's timeout.
-fn steady_chatter(addr: String, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let (mut c, _) = WireClient::session(&addr, "steady", None);
-        let mut acked = 0;
-        while !stop.load(Ordering::Relaxed) {
-            c.chat(&format!("steady {acked}"));
-            acked += 1;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        acked
-    })
-}
 
 /// Random bytes, for garbage.
 fn garbage(len: usize) -> Vec<u8> {
@@ -65,7 +47,7 @@ fn client_port_survives_hostile_input() {
     let before = cluster.wait_converged(2, SHORT);
     let addr = cluster.client_addr(2);
     let stop = Arc::new(AtomicBool::new(false));
-    let chatter = steady_chatter(addr.clone(), Arc::clone(&stop));
+    let chatter = steady_chatter(addr.clone(), Arc::clone(&stop), None);
 
     // Connections that stall mid-frame (and one mid-header) stay open throughout.
     let mut stalls: Vec<TcpStream> = (0..20).map(|_| stalled(&addr)).collect();
@@ -198,7 +180,7 @@ fn ring_port_survives_hostile_input() {
     let cluster = Cluster::start_all(&[1, 2, 3]);
     let before = cluster.wait_converged(3, SHORT);
     let stop = Arc::new(AtomicBool::new(false));
-    let chatter = steady_chatter(cluster.client_addr(3), Arc::clone(&stop));
+    let chatter = steady_chatter(cluster.client_addr(3), Arc::clone(&stop), None);
     let mut stalls = Vec::new();
 
     for target in [3, 1] {

@@ -20,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::{Event, NodeView};
 
+/// Servers answered within the last second, at most: bounds the rate-limit table (and
+/// the answers) under a flood of forged ids.
+const MAX_ANSWERED: usize = 4096;
+
 /// Where discovery runs.
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
@@ -160,13 +164,15 @@ async fn handle(
     // A server we do not know yet learns of us right away, not at our next announcement.
     if msg.msg_type == ANNOUNCE && unknown {
         let now = Instant::now();
-        if answered.len() > 4096 {
+        if answered.len() >= MAX_ANSWERED {
             answered.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
         }
         let due = answered
             .get(&id)
             .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
-        if due {
+        // A flood of new ids within one second finds the table full: those go unanswered
+        // (they still reach the node), so the table and the answers both stay bounded.
+        if due && (answered.len() < MAX_ANSWERED || answered.contains_key(&id)) {
             answered.insert(id, now);
             let answer = message(&view.borrow(), RESPONSE, &cfg.cluster);
             send(tx, &answer, src).await;
