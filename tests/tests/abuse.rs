@@ -313,6 +313,42 @@ fn stalled_ring_peers_are_bounded_and_closed() {
     );
 }
 
+/// The UDP port of a multicast cluster's discovery.
+fn multicast_port(cluster: &Cluster) -> u16 {
+    let args = cluster.multicast_client_args();
+    args.iter()
+        .position(|a| a == "--multicast-port")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|p| p.parse().ok())
+        .expect("the cluster's multicast port")
+}
+
+/// Sends `datagrams` to the discovery group on `port` from inside `ns`, about 10 000 a
+/// second (so that the servers read most of them rather than their socket buffers dropping
+/// them); returns how long it took.
+fn send_in(
+    ns: &netns::NetNs,
+    port: u16,
+    datagrams: impl Iterator<Item = Vec<u8>> + Send + 'static,
+) -> Duration {
+    let name = ns.name().to_string();
+    let sender = std::thread::spawn(move || {
+        netns::enter(&name).unwrap_or_else(|e| panic!("{e}"));
+        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        socket.set_multicast_ttl_v4(0).expect("ttl");
+        let group = (Ipv4Addr::new(239, 255, 255, 250), port);
+        let started = Instant::now();
+        for (i, d) in datagrams.enumerate() {
+            let _ = socket.send_to(&d, group);
+            if i % 20 == 19 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        started.elapsed()
+    });
+    sender.join().expect("the sending thread failed")
+}
+
 /// A forged discovery announcement: a random server id above the real ones, a random
 /// epoch (any `u64`, also the absurd ones) and a random loopback address; it names no
 /// leader.
@@ -353,33 +389,9 @@ fn a_flood_of_forged_discovery_datagrams_changes_nothing() {
         .map(|&id| (id, rss_kib(cluster.pid(id))))
         .collect();
     let chatter = Chatter::start(cluster.client_addr(3), Some(ns.name().to_string()));
-    let args = cluster.multicast_client_args();
-    let port: u16 = args
-        .iter()
-        .position(|a| a == "--multicast-port")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|p| p.parse().ok())
-        .expect("the cluster's multicast port");
-
+    let port = multicast_port(&cluster);
     const DATAGRAMS: usize = 30_000;
-    let name = ns.name().to_string();
-    let flood = std::thread::spawn(move || {
-        netns::enter(&name).unwrap_or_else(|e| panic!("{e}"));
-        let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
-        socket.set_multicast_ttl_v4(0).expect("ttl");
-        let group = (Ipv4Addr::new(239, 255, 255, 250), port);
-        let started = Instant::now();
-        for i in 0..DATAGRAMS {
-            let _ = socket.send_to(&forged_announcement(), group);
-            if i % 20 == 19 {
-                // About 10 000 a second, so that the servers read most of them rather than
-                // their socket buffers dropping them.
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-        started.elapsed()
-    });
-    let took = flood.join().expect("the flood thread failed");
+    let took = send_in(&ns, port, (0..DATAGRAMS).map(|_| forged_announcement()));
     report(&format!(
         "abuse: {DATAGRAMS} forged discovery datagrams sent in {:.1} s",
         took.as_secs_f64()
@@ -413,4 +425,52 @@ fn a_flood_of_forged_discovery_datagrams_changes_nothing() {
         cluster.status(3).last_seq > stored
     });
     chatter.finish();
+}
+
+/// What the design admits (ARCHITECTURE.md section 10): an announcement in the name of a
+/// higher server that leads makes the real leader yield to it. The forged leader's address
+/// answers nothing, so the ring elects again without it and serves; this checks that it
+/// does, and reports how long it was without a leader.
+#[test]
+fn a_forged_higher_leader_costs_an_election_and_the_ring_recovers() {
+    let Some(ns) = netns_or_skip("forged leader") else {
+        return;
+    };
+    let cluster = Cluster::multicast(&[1, 2, 3], &ns);
+    for id in [1, 2, 3] {
+        cluster.start(id);
+    }
+    let before = cluster.wait_converged(3, LONG);
+    let port = multicast_port(&cluster);
+    // A port nothing listens on: the forged leader cannot be reached.
+    let dead = ringchat_cluster_tests::ports::node_ports();
+    let forged = json!({
+        "msg_type": "discovery_announce",
+        "sender_id": "Server 60000",
+        "server_address": "127.0.0.1",
+        "server_port": dead.ring,
+        "is_leader": true,
+        "leader_id": 60000,
+        "leader_address": "127.0.0.1",
+        "leader_port": dead.client,
+        "leader_ring_port": dead.ring,
+        "epoch": before.epoch + 1,
+        "node_id": 60000,
+        "client_port": dead.client,
+    })
+    .to_string();
+    let started = Instant::now();
+    send_in(&ns, port, std::iter::once(forged.into_bytes()));
+    wait_until(LONG, "node 3 to lead again", || {
+        cluster
+            .try_status(3)
+            .is_ok_and(|s| s.serving && s.epoch > before.epoch)
+    });
+    let after = cluster.wait_converged(3, LONG);
+    report(&format!(
+        "abuse: a forged higher leader: node 3 led again after {:.1} s (epoch {} -> {})",
+        started.elapsed().as_secs_f64(),
+        before.epoch,
+        after.epoch
+    ));
 }

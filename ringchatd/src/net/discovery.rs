@@ -24,6 +24,11 @@ use crate::node::{Event, NodeView};
 /// the answers) under a flood of forged ids.
 const MAX_ANSWERED: usize = 4096;
 
+/// A discovery is handed to the node task only while fewer events than this wait there:
+/// announcements repeat every interval, so under a flood they are dropped rather than
+/// queued ahead of ring frames (a heartbeat behind thousands of them would arrive late).
+const MAX_QUEUED_AHEAD: usize = 256;
+
 /// Where discovery runs.
 #[derive(Debug, Clone)]
 pub struct DiscoveryConfig {
@@ -156,11 +161,13 @@ async fn handle(
         _ => None,
     };
     let unknown = !view.borrow().members.contains(&id);
-    let _ = events.try_send(Event::Discovered {
-        node,
-        leader,
-        epoch: msg.epoch,
-    });
+    if events.max_capacity() - events.capacity() < MAX_QUEUED_AHEAD {
+        let _ = events.try_send(Event::Discovered {
+            node,
+            leader,
+            epoch: msg.epoch,
+        });
+    }
     // A server we do not know yet learns of us right away, not at our next announcement.
     if msg.msg_type == ANNOUNCE && unknown {
         let now = Instant::now();
