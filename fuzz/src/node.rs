@@ -436,6 +436,7 @@ pub fn ring_schedule(data: &[u8]) {
                 }
             }
         }
+        trace(node, &format_args!("t={now} step of n{id}"));
         check_node(node, before);
         let actions = node.take_actions();
         check_actions(id, &actions);
