@@ -263,7 +263,12 @@ impl ClusterKey {
         self.tag(label, &Transcript::fields_ref(&fields))
     }
 
-    fn transcript_verify(&self, t: &Transcript, label: &[u8], proof: &str) -> Result<(), AuthError> {
+    fn transcript_verify(
+        &self,
+        t: &Transcript,
+        label: &[u8],
+        proof: &str,
+    ) -> Result<(), AuthError> {
         let proof: [u8; TAG_LEN] = from_hex(proof, "proof")?;
         let fields = t.fields();
         self.verify(label, &Transcript::fields_ref(&fields), &proof)
@@ -418,7 +423,10 @@ pub struct FrameOpener {
 impl FrameOpener {
     /// The payload of `frame` (payload ‖ tag) if its tag is the next one due.
     pub fn open<'a>(&mut self, frame: &'a [u8]) -> Result<&'a [u8], AuthError> {
-        let split = frame.len().checked_sub(TAG_LEN).ok_or(AuthError::Truncated)?;
+        let split = frame
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(AuthError::Truncated)?;
         let (payload, tag) = frame.split_at(split);
         let mut mac = self.key.clone();
         mac.update(&self.counter.to_be_bytes());
@@ -647,9 +655,10 @@ mod tests {
 
     fn datagram(k: &ClusterKey, now: u64) -> (Vec<u8>, DatagramAuth) {
         let auth = DatagramAuth::unsealed(now);
-        let mut bytes =
-            serde_json::to_vec(&serde_json::json!({"msg_type": "discovery_announce", "node_id": 9, "auth": auth}))
-                .unwrap();
+        let mut bytes = serde_json::to_vec(
+            &serde_json::json!({"msg_type": "discovery_announce", "node_id": 9, "auth": auth}),
+        )
+        .unwrap();
         seal_datagram(k, &mut bytes).unwrap();
         let parsed: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         let auth = serde_json::from_value(parsed["auth"].clone()).unwrap();
@@ -661,14 +670,23 @@ mod tests {
         let k = key(K);
         let mut guard = ReplayGuard::default();
         let (bytes, auth) = datagram(&k, 1000);
-        assert_eq!(verify_datagram(&k, &bytes, Some(&auth), 1010, &mut guard), Ok(()));
+        assert_eq!(
+            verify_datagram(&k, &bytes, Some(&auth), 1010, &mut guard),
+            Ok(())
+        );
         assert_eq!(
             verify_datagram(&k, &bytes, Some(&auth), 1010, &mut guard),
             Err(AuthError::Replayed)
         );
         let (bytes, auth) = datagram(&k, 1000);
         assert!(matches!(
-            verify_datagram(&k, &bytes, Some(&auth), 1000 + DATAGRAM_WINDOW_SECS + 1, &mut guard),
+            verify_datagram(
+                &k,
+                &bytes,
+                Some(&auth),
+                1000 + DATAGRAM_WINDOW_SECS + 1,
+                &mut guard
+            ),
             Err(AuthError::Stale { .. })
         ));
         assert_eq!(
@@ -717,7 +735,10 @@ mod tests {
             nonce[..8].copy_from_slice(&i.to_be_bytes());
             guard.admit(nonce, 100, 100).unwrap();
         }
-        assert_eq!(guard.admit([0xff; NONCE_LEN], 100, 100), Err(AuthError::CacheFull));
+        assert_eq!(
+            guard.admit([0xff; NONCE_LEN], 100, 100),
+            Err(AuthError::CacheFull)
+        );
         // Once the old nonces are outside the window they make room.
         assert_eq!(guard.admit([0xff; NONCE_LEN], 200, 200), Ok(()));
         assert_eq!(guard.seen.len(), 1);

@@ -606,15 +606,17 @@ fn cluster_key(secret: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Op
         (Some(_), Some(_)) => bail!("cluster.secret/cluster.secret_file: set one, not both"),
         (Some(Secret(text)), None) => ("cluster.secret", text),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cluster.secret_file: cannot read {}", path.display())
-            })?;
-            ("cluster.secret_file", text.trim_end_matches(['\r', '\n']).to_string())
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cluster.secret_file: cannot read {}", path.display()))?;
+            (
+                "cluster.secret_file",
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            )
         }
     };
-    ClusterKey::new(text.as_bytes())
-        .map(Some)
-        .map_err(|e| anyhow::anyhow!("{key}: {e} (use a random string, e.g. `openssl rand -hex 32`)"))
+    ClusterKey::new(text.as_bytes()).map(Some).map_err(|e| {
+        anyhow::anyhow!("{key}: {e} (use a random string, e.g. `openssl rand -hex 32`)")
+    })
 }
 
 /// Seconds (as in the prototype's config) to milliseconds, refusing nonsense.
@@ -716,7 +718,10 @@ mod tests {
         let dir = tempfile_dir();
         let path = dir.join("key");
         std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
-        let toml = format!("[cluster]\nsecret_file = {:?}\n", path.display().to_string());
+        let toml = format!(
+            "[cluster]\nsecret_file = {:?}\n",
+            path.display().to_string()
+        );
         let from_file = resolve(&args(&["1"]), file(&toml)).unwrap();
         let inline = resolve(
             &args(&["1"]),
@@ -728,7 +733,10 @@ mod tests {
         assert!(a.same_as(&b), "the trailing newline is not part of the key");
         assert!(!format!("{inline:?}").contains("0123456789abcdef"));
         let keyless = resolve(&args(&["1"]), FileConfig::default()).unwrap();
-        assert_eq!(keyless.reload_diff(&inline), (vec![], vec!["cluster.secret"]));
+        assert_eq!(
+            keyless.reload_diff(&inline),
+            (vec![], vec!["cluster.secret"])
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -765,8 +773,11 @@ mod tests {
         assert!(err(&["1", "--peer", "nohost"], "").contains("cluster.peers"));
         assert!(err(&["1"], "[cluster]\nsecret = \"short\"\n").contains("cluster.secret:"));
         assert!(
-            err(&["1"], "[cluster]\nsecret = \"0123456789abcdef\"\nsecret_file = \"/x\"\n")
-                .contains("set one, not both")
+            err(
+                &["1"],
+                "[cluster]\nsecret = \"0123456789abcdef\"\nsecret_file = \"/x\"\n"
+            )
+            .contains("set one, not both")
         );
         assert!(
             err(&["1"], "[cluster]\nsecret_file = \"/nonexistent/key\"\n")

@@ -15,9 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use ringchat_proto::auth::{self, ClusterKey, ReplayGuard};
-use ringchat_proto::discovery::{
-    ANNOUNCE, DatagramAuth, DiscoveryMessage, MAX_DATAGRAM, RESPONSE,
-};
+use ringchat_proto::discovery::{ANNOUNCE, DatagramAuth, DiscoveryMessage, MAX_DATAGRAM, RESPONSE};
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
 use ringchat_proto::peer::NodeInfo;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
