@@ -112,6 +112,12 @@ impl ClusterKey {
         Ok(Self { mac })
     }
 
+    /// The key in a secret file's text: a trailing line break (as editors and `echo`
+    /// leave one) is not part of the key.
+    pub fn from_file_text(text: &str) -> Result<Self, AuthError> {
+        Self::new(text.trim_end_matches(['\r', '\n']).as_bytes())
+    }
+
     /// Whether `other` is the same key (to tell a reload that the secret changed, without
     /// ever comparing or printing the secrets themselves).
     pub fn same_as(&self, other: &ClusterKey) -> bool {

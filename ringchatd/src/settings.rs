@@ -601,20 +601,17 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
 
 /// The key from `cluster.secret` or the file `cluster.secret_file` (one of them at most).
 fn cluster_key(secret: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<ClusterKey>> {
-    let (key, text) = match (secret, file) {
+    let (key, parsed) = match (secret, file) {
         (None, None) => return Ok(None),
         (Some(_), Some(_)) => bail!("cluster.secret/cluster.secret_file: set one, not both"),
-        (Some(Secret(text)), None) => ("cluster.secret", text),
+        (Some(Secret(text)), None) => ("cluster.secret", ClusterKey::new(text.as_bytes())),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cluster.secret_file: cannot read {}", path.display()))?;
-            (
-                "cluster.secret_file",
-                text.trim_end_matches(['\r', '\n']).to_string(),
-            )
+            ("cluster.secret_file", ClusterKey::from_file_text(&text))
         }
     };
-    ClusterKey::new(text.as_bytes()).map(Some).map_err(|e| {
+    parsed.map(Some).map_err(|e| {
         anyhow::anyhow!("{key}: {e} (use a random string, e.g. `openssl rand -hex 32`)")
     })
 }
@@ -730,7 +727,7 @@ mod tests {
         .unwrap();
         let (a, b) = (from_file.cluster_key.as_ref(), inline.cluster_key.as_ref());
         let (a, b) = (a.unwrap(), b.unwrap());
-        assert!(a.same_as(&b), "the trailing newline is not part of the key");
+        assert!(a.same_as(b), "the trailing newline is not part of the key");
         assert!(!format!("{inline:?}").contains("0123456789abcdef"));
         let keyless = resolve(&args(&["1"]), FileConfig::default()).unwrap();
         assert_eq!(

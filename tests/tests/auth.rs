@@ -53,12 +53,24 @@ const RING_TYPES: &[&str] = &[
 fn keyed(cluster: &Cluster, ids: &[NodeId], secret: &str) -> BTreeMap<NodeId, String> {
     ids.iter()
         .map(|&id| {
-            let metrics = format!("127.0.0.1:{}", node_ports().ring);
             cluster.set_env(id, SECRET_VAR, secret);
-            cluster.set_env(id, "RINGCHAT_METRICS__ADDR", &metrics);
-            (id, metrics)
+            (id, with_metrics(cluster, id))
         })
         .collect()
+}
+
+/// Gives node `id` a metrics endpoint and returns its address.
+fn with_metrics(cluster: &Cluster, id: NodeId) -> String {
+    let metrics = format!("127.0.0.1:{}", node_ports().ring);
+    cluster.set_env(id, "RINGCHAT_METRICS__ADDR", &metrics);
+    metrics
+}
+
+/// Writes `secret` and a line break to a file in `dir`; returns its path.
+fn secret_file(dir: &tempfile::TempDir, secret: &str) -> String {
+    let path = dir.path().join("cluster.key");
+    std::fs::write(&path, format!("{secret}\n")).expect("key file");
+    path.display().to_string()
 }
 
 /// `ringchat_auth_failures_total{channel}` of the server whose metrics are at `addr`.
@@ -102,7 +114,15 @@ fn assert_unchanged(cluster: &Cluster, ids: &[NodeId], before: &Status) {
 fn servers_without_the_key_are_refused() {
     // 4 has another key, 5 none; both have the highest ids and know every keyed server.
     let cluster = Cluster::new(&[1, 2, 3, 4, 5]);
-    let metrics = keyed(&cluster, &[1, 2, 3], SECRET);
+    let mut metrics = keyed(&cluster, &[1, 3], SECRET);
+    // Node 2 reads the same key from a file (`cluster.secret_file`).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    cluster.set_env(
+        2,
+        "RINGCHAT_CLUSTER__SECRET_FILE",
+        &secret_file(&dir, SECRET),
+    );
+    metrics.insert(2, with_metrics(&cluster, 2));
     cluster.set_env(4, SECRET_VAR, WRONG);
     for id in [1, 2, 3] {
         cluster.start(id);
@@ -362,12 +382,22 @@ fn forged_discovery_changes_nothing_and_clients_are_still_answered() {
     });
     assert_unchanged(&cluster, &[1, 2, 3], &before);
 
-    // The real client, which has no key, still finds the leader and chats.
-    let mut args = args;
-    args.extend(["-u", "mc", "--client-id", "mc-auth", "--send", "hello"].map(String::from));
-    let mut client = RealClient::spawn(&args, Some(ns.name()));
-    let status = client.finish();
-    assert!(status.success(), "client: {status}\n{}", client.stderr());
-    let history = cluster.wait_same_history(&[1, 2, 3], 1);
-    assert_eq!(history[0].content, "hello");
+    // The real client finds the leader and chats without the key, and with it (then it
+    // takes only answers with a valid MAC).
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let with_key = [
+        "--cluster-secret-file".to_string(),
+        secret_file(&dir, SECRET),
+    ];
+    for (i, extra) in [&[][..], &with_key[..]].into_iter().enumerate() {
+        let mut args = args.clone();
+        args.extend_from_slice(extra);
+        let id = format!("mc-auth-{i}");
+        args.extend(["-u", "mc", "--client-id", &id, "--send", &id].map(String::from));
+        let mut client = RealClient::spawn(&args, Some(ns.name()));
+        let status = client.finish();
+        assert!(status.success(), "client: {status}\n{}", client.stderr());
+        let history = cluster.wait_same_history(&[1, 2, 3], i + 1);
+        assert_eq!(history[i].content, id);
+    }
 }
