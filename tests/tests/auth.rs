@@ -285,6 +285,14 @@ fn forged_ring_frames_and_ring_messages_to_clients_change_nothing() {
     assert_unchanged(&cluster, &[1, 2, 3], &before);
     let history = cluster.wait_same_history(&[1, 2, 3], 1);
     assert_eq!(history[0].content, "the only message");
+
+    // The keyed ring still fails over: new links, new handshakes, a new election.
+    cluster.kill9(3);
+    cluster.wait_converged(2, LONG);
+    let (mut c, held) = WireClient::session(&cluster.client_addr(2), "after", None);
+    assert_eq!(held.len(), 1);
+    c.chat("after the failover");
+    cluster.wait_same_history(&[1, 2], 2);
 }
 
 /// Runs `f` on a thread inside network namespace `ns` (the test's own thread stays put).
