@@ -22,7 +22,10 @@ use ringchat_cluster_tests::real_client::RealClient;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_for};
 use ringchat_cluster_tests::wire::{WireClient, frame};
 use ringchat_proto::ErrorCode;
-use ringchat_proto::auth::{AuthError, ClusterKey, Connector, HandshakeMessage, TAG_LEN, to_hex};
+use ringchat_proto::auth::{
+    AuthError, ClusterKey, Connector, DatagramAuth, HandshakeMessage, TAG_LEN, seal_datagram,
+    to_hex,
+};
 use serde_json::{Value, json};
 
 const SECRET_VAR: &str = "RINGCHAT_CLUSTER__SECRET";
@@ -316,8 +319,9 @@ fn arg_after(args: &[String], flag: &str) -> String {
     args[at + 1].clone()
 }
 
-/// Asks like a client (no key, `server_port` 0) and returns the first answer.
-fn ask_for_leader(sock: &UdpSocket, group: SocketAddr, cluster: &str) -> Value {
+/// Asks like a client (no key, `server_port` 0) and returns the first answer, parsed and
+/// as received.
+fn ask_for_leader(sock: &UdpSocket, group: SocketAddr, cluster: &str) -> (Value, Vec<u8>) {
     let question = json!({"msg_type": "discovery_announce", "sender_id": "auth-test",
         "timestamp": 1.0, "server_address": "", "server_port": 0, "is_leader": false,
         "cluster": cluster});
@@ -328,7 +332,7 @@ fn ask_for_leader(sock: &UdpSocket, group: SocketAddr, cluster: &str) -> Value {
         let (n, _) = sock.recv_from(&mut buf).map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_slice(&buf[..n]).map_err(|e| e.to_string())?;
         if v["msg_type"] == "discovery_response" {
-            Ok(v)
+            Ok((v, buf[..n].to_vec()))
         } else {
             Err(format!("got {v}"))
         }
@@ -355,7 +359,7 @@ fn forged_discovery_changes_nothing_and_clients_are_still_answered() {
         let sock = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(500)))
             .expect("timeout");
-        let answer = ask_for_leader(&sock, group, &name);
+        let (answer, genuine) = ask_for_leader(&sock, group, &name);
         assert_eq!(answer["leader_id"], 3, "{answer}");
         assert!(
             answer["auth"]["mac"].is_string(),
@@ -380,12 +384,24 @@ fn forged_discovery_changes_nothing_and_clients_are_still_answered() {
             .expect("clock")
             .as_secs();
         let made_up = json!({"nonce": to_hex(&[7; 16]), "ts": now, "mac": to_hex(&[9; 32])});
-        for datagram in [forged(None), forged(Some(made_up))] {
-            sock.send_to(datagram.as_bytes(), group).expect("send");
+        // With the right key but 2 minutes old: outside the window.
+        let key = ClusterKey::new(SECRET.as_bytes()).expect("key");
+        let stale = serde_json::to_value(DatagramAuth::unsealed(now - 120)).expect("auth");
+        let mut stale = forged(Some(stale)).into_bytes();
+        seal_datagram(&key, &mut stale).expect("seal");
+        // A server's genuine answer, sent twice: the second copy is a replay everywhere.
+        for datagram in [
+            forged(None).as_bytes(),
+            forged(Some(made_up)).as_bytes(),
+            &stale,
+            &genuine,
+            &genuine,
+        ] {
+            sock.send_to(datagram, group).expect("send");
         }
-        wait_failures(&metrics, "discovery", 2);
+        wait_failures(&metrics, "discovery", 4);
         // Nobody relays the forged leader.
-        let answer = ask_for_leader(&sock, group, &name);
+        let (answer, _) = ask_for_leader(&sock, group, &name);
         assert_eq!(answer["leader_id"], 3, "{answer}");
     });
     assert_unchanged(&cluster, &[1, 2, 3], &before);
