@@ -420,10 +420,16 @@ fn read_sources(path: Option<&Path>) -> anyhow::Result<FileConfig> {
         || "the environment".to_string(),
         |p| p.display().to_string(),
     );
-    builder
+    let mut file = builder
         .build()
         .and_then(|c| c.try_deserialize::<FileConfig>())
-        .map_err(|e| anyhow::anyhow!("config: {e} (in {what} or RINGCHAT_* variables)"))
+        .map_err(|e| anyhow::anyhow!("config: {e} (in {what} or RINGCHAT_* variables)"))?;
+    // The environment source parses values that look like numbers ("0123..." would lose
+    // its leading zero): the secret is taken exactly as given.
+    if let Ok(raw) = std::env::var("RINGCHAT_CLUSTER__SECRET") {
+        file.cluster.secret = Some(Secret(raw));
+    }
+    Ok(file)
 }
 
 fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
