@@ -2,6 +2,7 @@
 //! discovery from `--server`, mode from the terminal, a username for scripts.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -62,6 +63,11 @@ pub struct Cli {
     /// Cluster name; servers of other clusters do not answer.
     #[arg(long, value_name = "NAME", default_value = "ringchat")]
     pub cluster: String,
+
+    /// File holding the cluster's `cluster.secret`: multicast answers without a valid MAC
+    /// are then ignored, so a host without the key cannot pose as the leader.
+    #[arg(long, value_name = "PATH")]
+    pub cluster_secret_file: Option<PathBuf>,
 
     /// Stable id of this client (1 to 64 characters) [default: a fresh random UUID].
     #[arg(long, value_name = "ID", value_parser = parse_client_id)]
@@ -148,8 +154,19 @@ impl Cli {
                 interface: self.multicast_interface,
                 cluster: self.cluster,
                 client_id: client_id.clone(),
+                key: self
+                    .cluster_secret_file
+                    .as_deref()
+                    .map(read_key)
+                    .transpose()?,
             }),
         };
+        if self.cluster_secret_file.is_some() && matches!(discovery, Discovery::Static(_)) {
+            return Err(
+                "--cluster-secret-file checks multicast answers: it needs --discovery multicast"
+                    .into(),
+            );
+        }
         let interactive =
             stdin_is_terminal && self.send.is_empty() && !self.json && self.listen.is_none();
         let mode = if interactive {
@@ -174,6 +191,14 @@ impl Cli {
         };
         Ok(Settings { options, mode })
     }
+}
+
+/// The key in `--cluster-secret-file`.
+fn read_key(path: &std::path::Path) -> Result<ringchat_proto::auth::ClusterKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--cluster-secret-file: cannot read {}: {e}", path.display()))?;
+    ringchat_proto::auth::ClusterKey::from_file_text(&text)
+        .map_err(|e| format!("--cluster-secret-file {}: {e}", path.display()))
 }
 
 /// `user-` and the first 6 characters of the client id, or `user` if that is no valid name.

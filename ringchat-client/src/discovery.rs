@@ -8,6 +8,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ringchat_proto::auth::{ClusterKey, ReplayGuard, verify_datagram};
 use ringchat_proto::discovery::{ANNOUNCE, DiscoveryMessage, MAX_DATAGRAM};
 use ringchat_proto::ids::unix_timestamp;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -47,6 +48,8 @@ pub struct MulticastConfig {
     pub cluster: String,
     /// Our `sender_id`.
     pub client_id: String,
+    /// `--cluster-secret-file`: only answers with a valid MAC count.
+    pub key: Option<ClusterKey>,
 }
 
 /// Connects to a server, retrying until one answers.
@@ -109,6 +112,7 @@ impl Finder {
 
     async fn find_multicast(&self, cfg: &MulticastConfig) -> (TcpStream, String) {
         let socket = self.open_query_socket(cfg).await;
+        let mut replay = ReplayGuard::default();
         let mut next_status = Instant::now();
         loop {
             if Instant::now() >= next_status {
@@ -118,7 +122,7 @@ impl Finder {
                     cfg.cluster, cfg.group, cfg.port
                 ));
             }
-            match ask_group(&socket, cfg).await {
+            match ask_group(&socket, cfg, &mut replay).await {
                 Ok(Some(address)) => {
                     if let Some(stream) = connect(&address).await {
                         return (stream, address);
@@ -165,7 +169,11 @@ async fn connect(address: &str) -> Option<TcpStream> {
 
 /// Sends one question to the group and waits [`QUERY_INTERVAL`] for an answer naming the
 /// leader's client address.
-async fn ask_group(socket: &UdpSocket, cfg: &MulticastConfig) -> io::Result<Option<String>> {
+async fn ask_group(
+    socket: &UdpSocket,
+    cfg: &MulticastConfig,
+    replay: &mut ReplayGuard,
+) -> io::Result<Option<String>> {
     socket
         .send_to(&query(cfg), SocketAddrV4::new(cfg.group, cfg.port))
         .await?;
@@ -174,7 +182,7 @@ async fn ask_group(socket: &UdpSocket, cfg: &MulticastConfig) -> io::Result<Opti
     while let Ok(received) = timeout_at(deadline, socket.recv_from(&mut buf)).await {
         // A failed receive (e.g. an ICMP error for a lost datagram) is no answer: keep waiting.
         if let Ok((n, _)) = received
-            && let Some(address) = leader_from_answer(&buf[..n], &cfg.cluster)
+            && let Some(address) = leader_from_answer(&buf[..n], cfg, replay)
         {
             return Ok(Some(address));
         }
@@ -214,11 +222,20 @@ fn query(cfg: &MulticastConfig) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `host:port` of the leader if `datagram` is a server's answer of our cluster naming one.
-fn leader_from_answer(datagram: &[u8], cluster: &str) -> Option<String> {
+/// `host:port` of the leader if `datagram` is a server's answer of our cluster naming one
+/// (and, with a key, proving that the server holds it).
+fn leader_from_answer(
+    datagram: &[u8],
+    cfg: &MulticastConfig,
+    replay: &mut ReplayGuard,
+) -> Option<String> {
     let msg = DiscoveryMessage::parse(datagram)?;
-    if msg.is_client_query() || msg.cluster.as_deref().is_some_and(|c| c != cluster) {
+    if msg.is_client_query() || msg.cluster.as_deref().is_some_and(|c| c != cfg.cluster) {
         return None;
+    }
+    if let Some(key) = &cfg.key {
+        let now = unix_timestamp() as u64;
+        verify_datagram(key, datagram, msg.auth.as_ref(), now, replay).ok()?;
     }
     let host = msg.leader_address.filter(|h| !h.is_empty())?;
     Some(join_host_port(&host, msg.leader_port?))
@@ -235,7 +252,13 @@ mod tests {
             interface: Ipv4Addr::LOCALHOST,
             cluster: "blue".into(),
             client_id: "k3f9a".into(),
+            key: None,
         }
+    }
+
+    /// `leader_from_answer` with a fresh replay guard.
+    fn leader(datagram: &[u8], cfg: &MulticastConfig) -> Option<String> {
+        leader_from_answer(datagram, cfg, &mut ReplayGuard::default())
     }
 
     #[test]
@@ -256,12 +279,12 @@ mod tests {
         };
         let good = answer(r#","cluster":"blue""#, r#""127.0.0.1""#, "5103");
         assert_eq!(
-            leader_from_answer(good.as_bytes(), "blue").as_deref(),
+            leader(good.as_bytes(), &cfg()).as_deref(),
             Some("127.0.0.1:5103")
         );
         let any_cluster = answer("", r#""::1""#, "5103");
         assert_eq!(
-            leader_from_answer(any_cluster.as_bytes(), "blue").as_deref(),
+            leader(any_cluster.as_bytes(), &cfg()).as_deref(),
             Some("[::1]:5103")
         );
         for bad in [
@@ -270,8 +293,53 @@ mod tests {
             answer("", r#""127.0.0.1""#, "null"),
             answer("", r#""""#, "5103"),
         ] {
-            assert_eq!(leader_from_answer(bad.as_bytes(), "blue"), None, "{bad}");
+            assert_eq!(leader(bad.as_bytes(), &cfg()), None, "{bad}");
         }
-        assert_eq!(leader_from_answer(&query(&cfg()), "blue"), None);
+        assert_eq!(leader(&query(&cfg()), &cfg()), None);
+    }
+
+    #[test]
+    fn with_a_key_only_sealed_answers_count_and_only_once() {
+        let key = ClusterKey::new(b"the cluster's secret, 32 bytes!!").unwrap();
+        let keyed = MulticastConfig {
+            key: Some(key.clone()),
+            ..cfg()
+        };
+        let mut answer = DiscoveryMessage {
+            msg_type: "discovery_response".into(),
+            sender_id: "Server 3".into(),
+            timestamp: 1.0,
+            server_address: "127.0.0.1".into(),
+            server_port: 5003,
+            is_leader: true,
+            leader_id: Some(3),
+            leader_address: Some("127.0.0.1".into()),
+            leader_port: Some(5103),
+            epoch: 4,
+            cluster: Some("blue".into()),
+            node_id: Some(3),
+            client_port: Some(5103),
+            leader_ring_port: Some(5003),
+            auth: None,
+        };
+        let plain = serde_json::to_vec(&answer).unwrap();
+        assert_eq!(leader(&plain, &keyed), None, "an answer without a MAC");
+        answer.auth = Some(ringchat_proto::discovery::DatagramAuth::unsealed(
+            unix_timestamp() as u64,
+        ));
+        let mut sealed = serde_json::to_vec(&answer).unwrap();
+        ringchat_proto::auth::seal_datagram(&key, &mut sealed).unwrap();
+        let mut replay = ReplayGuard::default();
+        assert_eq!(
+            leader_from_answer(&sealed, &keyed, &mut replay).as_deref(),
+            Some("127.0.0.1:5103")
+        );
+        assert_eq!(
+            leader_from_answer(&sealed, &keyed, &mut replay),
+            None,
+            "a replay"
+        );
+        let forged = String::from_utf8(sealed).unwrap().replace("5103", "6666");
+        assert_eq!(leader(forged.as_bytes(), &keyed), None, "a changed answer");
     }
 }

@@ -51,6 +51,22 @@ pub struct DiscoveryMessage {
     /// Our extension: the leader's ring port, so that a joining server can reach it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_ring_port: Option<u16>,
+    /// With `cluster.secret`: the sender's proof that it holds the key (servers only).
+    /// Last, so that its MAC is the last `"mac"` in the datagram (see `auth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<DatagramAuth>,
+}
+
+/// The `auth` field of a server's discovery datagram (docs/PROTOCOL.md, "Ring
+/// authentication"): without it a keyed server ignores the datagram.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramAuth {
+    /// Random, hex: a datagram is accepted once.
+    pub nonce: String,
+    /// Seconds since the Unix epoch when sent.
+    pub ts: u64,
+    /// HMAC-SHA256 over the datagram as sent with this field's hex replaced by zeros, hex.
+    pub mac: String,
 }
 
 /// `msg_type` of a periodic announcement or a question.

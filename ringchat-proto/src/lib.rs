@@ -7,6 +7,8 @@
 //! the daemon.
 #![warn(missing_docs)]
 
+#[cfg(feature = "auth")]
+pub mod auth;
 pub mod client;
 pub mod discovery;
 pub mod entry;

@@ -6,3 +6,4 @@ pub mod client_session;
 pub mod discovery;
 pub mod peer_link;
 pub mod peer_listener;
+pub mod ring_auth;

@@ -68,6 +68,7 @@ pub async fn run(
         interface: settings.multicast_interface,
         interval: settings.discovery_interval,
         cluster: settings.cluster.clone(),
+        key: settings.cluster_key.clone(),
     };
     let disc_sockets = match settings.discovery {
         DiscoveryMode::Multicast => Some(discovery::bind(&disc_cfg).with_context(|| {
@@ -88,6 +89,7 @@ pub async fn run(
         ring,
         server_sender_id(settings.id),
         settings.cluster.clone(),
+        settings.ring_auth(),
         events_tx.clone(),
         stop_drivers.clone(),
     ));
@@ -160,6 +162,7 @@ pub async fn run(
         port = settings.port,
         client_port = settings.client_port,
         discovery = ?settings.discovery,
+        authenticated = settings.cluster_key.is_some(),
         admin_socket = %settings.admin_socket.display(),
         "RingChat server started."
     );

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use ringchat_core::{CoreConfig, MAX_NODE_ID};
 use ringchat_proto::NodeId;
+use ringchat_proto::auth::ClusterKey;
 use ringchat_proto::peer::NodeInfo;
 use serde::Deserialize;
 
@@ -42,6 +43,10 @@ struct NodeSection {
 struct ClusterSection {
     name: String,
     peers: Vec<String>,
+    /// The shared key of ring and discovery authentication.
+    secret: Option<Secret>,
+    /// A file holding the key instead (its trailing newline is ignored).
+    secret_file: Option<PathBuf>,
 }
 
 impl Default for ClusterSection {
@@ -49,7 +54,20 @@ impl Default for ClusterSection {
         Self {
             name: "ringchat".into(),
             peers: Vec::new(),
+            secret: None,
+            secret_file: None,
         }
+    }
+}
+
+/// `cluster.secret` as read; its `Debug` never shows it.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }
 
@@ -210,6 +228,8 @@ pub struct Settings {
     pub discovery_interval: Duration,
     /// Cluster name.
     pub cluster: String,
+    /// `cluster.secret`: ring links and discovery datagrams are authenticated with it.
+    pub cluster_key: Option<ClusterKey>,
     /// Admin socket path.
     pub admin_socket: PathBuf,
     /// Admin socket permission bits (never more than 0660).
@@ -301,6 +321,14 @@ impl Settings {
             ("node.client_port", self.client_port != new.client_port),
             ("cluster.name", self.cluster != new.cluster),
             ("cluster.peers", self.peers != new.peers),
+            (
+                "cluster.secret",
+                match (&self.cluster_key, &new.cluster_key) {
+                    (None, None) => false,
+                    (Some(a), Some(b)) => !a.same_as(b),
+                    _ => true,
+                },
+            ),
             ("discovery.mode", self.discovery != new.discovery),
             (
                 "discovery.multicast_group",
@@ -346,6 +374,17 @@ impl Settings {
         }
     }
 
+    /// What ring links need to authenticate, when `cluster.secret` is set.
+    pub fn ring_auth(&self) -> Option<std::sync::Arc<crate::net::ring_auth::RingAuth>> {
+        self.cluster_key.as_ref().map(|key| {
+            std::sync::Arc::new(crate::net::ring_auth::RingAuth {
+                key: key.clone(),
+                me: self.id,
+                cluster: self.cluster.clone(),
+            })
+        })
+    }
+
     /// Where the ring listener binds.
     pub fn ring_bind(&self) -> anyhow::Result<SocketAddr> {
         resolve_addr(&self.address, self.port)
@@ -381,10 +420,16 @@ fn read_sources(path: Option<&Path>) -> anyhow::Result<FileConfig> {
         || "the environment".to_string(),
         |p| p.display().to_string(),
     );
-    builder
+    let mut file = builder
         .build()
         .and_then(|c| c.try_deserialize::<FileConfig>())
-        .map_err(|e| anyhow::anyhow!("config: {e} (in {what} or RINGCHAT_* variables)"))
+        .map_err(|e| anyhow::anyhow!("config: {e} (in {what} or RINGCHAT_* variables)"))?;
+    // The environment source parses values that look like numbers ("0123..." would lose
+    // its leading zero): the secret is taken exactly as given.
+    if let Ok(raw) = std::env::var("RINGCHAT_CLUSTER__SECRET") {
+        file.cluster.secret = Some(Secret(raw));
+    }
+    Ok(file)
 }
 
 fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
@@ -452,6 +497,7 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
     if cluster.is_empty() || cluster.len() > 64 {
         bail!("cluster.name: must have 1 to 64 characters");
     }
+    let cluster_key = cluster_key(file.cluster.secret, file.cluster.secret_file.as_deref())?;
     let metrics_addr = match args.metrics_addr.clone().or(file.metrics.addr) {
         Some(a) => Some(
             a.to_socket_addrs()
@@ -539,6 +585,7 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
             file.discovery.interval,
         )?),
         cluster,
+        cluster_key,
         admin_socket: args.admin_socket.clone().unwrap_or(file.admin.socket),
         admin_mode,
         admin_group: file.admin.group,
@@ -555,6 +602,23 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
             "limits.client_idle_timeout",
             l.client_idle_timeout,
         )?),
+    })
+}
+
+/// The key from `cluster.secret` or the file `cluster.secret_file` (one of them at most).
+fn cluster_key(secret: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Option<ClusterKey>> {
+    let (key, parsed) = match (secret, file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => bail!("cluster.secret/cluster.secret_file: set one, not both"),
+        (Some(Secret(text)), None) => ("cluster.secret", ClusterKey::new(text.as_bytes())),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cluster.secret_file: cannot read {}", path.display()))?;
+            ("cluster.secret_file", ClusterKey::from_file_text(&text))
+        }
+    };
+    parsed.map(Some).map_err(|e| {
+        anyhow::anyhow!("{key}: {e} (use a random string, e.g. `openssl rand -hex 32`)")
     })
 }
 
@@ -653,6 +717,39 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_is_read_from_a_file_and_never_shown() {
+        let dir = tempfile_dir();
+        let path = dir.join("key");
+        std::fs::write(&path, "0123456789abcdef0123\n").unwrap();
+        let toml = format!(
+            "[cluster]\nsecret_file = {:?}\n",
+            path.display().to_string()
+        );
+        let from_file = resolve(&args(&["1"]), file(&toml)).unwrap();
+        let inline = resolve(
+            &args(&["1"]),
+            file("[cluster]\nsecret = \"0123456789abcdef0123\"\n"),
+        )
+        .unwrap();
+        let (a, b) = (from_file.cluster_key.as_ref(), inline.cluster_key.as_ref());
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a.same_as(b), "the trailing newline is not part of the key");
+        assert!(!format!("{inline:?}").contains("0123456789abcdef"));
+        let keyless = resolve(&args(&["1"]), FileConfig::default()).unwrap();
+        assert_eq!(
+            keyless.reload_diff(&inline),
+            (vec![], vec!["cluster.secret"])
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringchatd-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
     fn reload_sorts_keys_into_applied_and_restart_required() {
         let old = resolve(&args(&["1"]), FileConfig::default()).unwrap();
         let new = resolve(
@@ -677,6 +774,18 @@ mod tests {
                 .contains("timing.heartbeat_timeout")
         );
         assert!(err(&["1", "--peer", "nohost"], "").contains("cluster.peers"));
+        assert!(err(&["1"], "[cluster]\nsecret = \"short\"\n").contains("cluster.secret:"));
+        assert!(
+            err(
+                &["1"],
+                "[cluster]\nsecret = \"0123456789abcdef\"\nsecret_file = \"/x\"\n"
+            )
+            .contains("set one, not both")
+        );
+        assert!(
+            err(&["1"], "[cluster]\nsecret_file = \"/nonexistent/key\"\n")
+                .contains("cluster.secret_file")
+        );
         let unknown = config::Config::builder()
             .add_source(config::File::from_str(
                 "[node]\nidd = 1\n",

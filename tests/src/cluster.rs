@@ -47,6 +47,8 @@ struct Node {
     ports: NodePorts,
     /// The running process; `None` before start and after stop or kill.
     child: Option<Child>,
+    /// Extra environment of the process (e.g. `RINGCHAT_CLUSTER__SECRET`).
+    env: Vec<(String, String)>,
 }
 
 /// A cluster of `ringchatd` processes; see the module docs.
@@ -123,11 +125,21 @@ impl Cluster {
         let node = Node {
             ports: node_ports(),
             child: None,
+            env: Vec::new(),
         };
         assert!(
             self.nodes().insert(id, node).is_none(),
             "node {id} exists already"
         );
+    }
+
+    /// Sets an environment variable of node `id`, from its next start on (a secret is
+    /// passed this way, never on the command line).
+    pub fn set_env(&self, id: NodeId, key: &str, value: &str) {
+        let mut nodes = self.nodes();
+        let node = nodes.get_mut(&id).expect("unknown node");
+        node.env.retain(|(k, _)| k != key);
+        node.env.push((key.to_string(), value.to_string()));
     }
 
     /// Starts node `id` (again, after a stop or kill: same ports, socket and log file).
@@ -156,7 +168,8 @@ impl Cluster {
             .args(["--client-port", &node.ports.client.to_string()])
             .arg("--admin-socket")
             .arg(self.socket(id))
-            .args(["--log-level", "debug"]);
+            .args(["--log-level", "debug"])
+            .envs(node.env.iter().map(|(k, v)| (k, v)));
         if let Some(config) = &*self.config.lock().unwrap_or_else(|e| e.into_inner()) {
             cmd.arg("--config").arg(config);
         }

@@ -4,12 +4,18 @@
 //! an ephemeral one sends, so that unicast answers come back to this process even when
 //! several servers share a host (with SO_REUSEPORT a unicast datagram to the group port
 //! would reach only one of them).
+//!
+//! With `cluster.secret` every datagram a server sends carries an `auth` field, and a
+//! server datagram without a valid one (bad MAC, stale, replayed) is dropped before it can
+//! change anything. Clients have no key: their questions are still answered, and a question
+//! never changes this server's state.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use ringchat_proto::discovery::{ANNOUNCE, DiscoveryMessage, MAX_DATAGRAM, RESPONSE};
+use ringchat_proto::auth::{self, ClusterKey, ReplayGuard};
+use ringchat_proto::discovery::{ANNOUNCE, DatagramAuth, DiscoveryMessage, MAX_DATAGRAM, RESPONSE};
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
 use ringchat_proto::peer::NodeInfo;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -42,6 +48,8 @@ pub struct DiscoveryConfig {
     pub interval: Duration,
     /// Cluster name.
     pub cluster: String,
+    /// The cluster's key: datagrams are sent with a MAC and server datagrams need one.
+    pub key: Option<ClusterKey>,
 }
 
 /// Binds both sockets; fails early (at start) when multicast is unusable here.
@@ -86,26 +94,29 @@ pub async fn run(
     let mut tx_buf = vec![0u8; MAX_DATAGRAM + 1];
     // Answers to one server's announcements, at most one a second (bounds a flood).
     let mut answered: HashMap<u64, Instant> = HashMap::new();
+    let mut replay = ReplayGuard::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = announce.tick() => {
                 let msg = message(&view.borrow(), ANNOUNCE, &cfg.cluster);
-                send(&tx, &msg, group).await;
+                send(&tx, msg, group, cfg.key.as_ref()).await;
             }
             _ = view.changed() => {
                 // A new leader is announced at once, not at the next tick.
                 let msg = message(&view.borrow_and_update(), ANNOUNCE, &cfg.cluster);
-                send(&tx, &msg, group).await;
+                send(&tx, msg, group, cfg.key.as_ref()).await;
             }
             r = rx.recv_from(&mut rx_buf) => {
                 if let Ok((n, src)) = r {
-                    handle(&rx_buf[..n], src, &cfg, &view, &tx, &events, &mut answered).await;
+                    let state = (&mut answered, &mut replay);
+                    handle(&rx_buf[..n], src, &cfg, &view, &tx, &events, state).await;
                 }
             }
             r = tx.recv_from(&mut tx_buf) => {
                 if let Ok((n, src)) = r {
-                    handle(&tx_buf[..n], src, &cfg, &view, &tx, &events, &mut answered).await;
+                    let state = (&mut answered, &mut replay);
+                    handle(&tx_buf[..n], src, &cfg, &view, &tx, &events, state).await;
                 }
             }
         }
@@ -119,7 +130,7 @@ async fn handle(
     view: &watch::Receiver<NodeView>,
     tx: &UdpSocket,
     events: &mpsc::Sender<Event>,
-    answered: &mut HashMap<u64, Instant>,
+    (answered, replay): (&mut HashMap<u64, Instant>, &mut ReplayGuard),
 ) {
     let Some(msg) = DiscoveryMessage::parse(datagram) else {
         return;
@@ -128,10 +139,22 @@ async fn handle(
         return;
     }
     let me = view.borrow().me.id;
+    // A keyless client's question is answered (it changes nothing here); everything else
+    // must prove the key.
+    let client_question = msg.is_client_query() && msg.auth.is_none();
+    if let Some(key) = &cfg.key
+        && !client_question
+    {
+        let now = unix_timestamp() as u64;
+        if let Err(e) = auth::verify_datagram(key, datagram, msg.auth.as_ref(), now, replay) {
+            super::ring_auth::report_failure("discovery", src, &e);
+            return;
+        }
+    }
     if msg.is_client_query() {
         let answer = message(&view.borrow(), RESPONSE, &cfg.cluster);
         if answer.leader_address.is_some() {
-            send(tx, &answer, src).await;
+            send(tx, answer, src, cfg.key.as_ref()).await;
         }
         return;
     }
@@ -182,7 +205,7 @@ async fn handle(
         if due && (answered.len() < MAX_ANSWERED || answered.contains_key(&id)) {
             answered.insert(id, now);
             let answer = message(&view.borrow(), RESPONSE, &cfg.cluster);
-            send(tx, &answer, src).await;
+            send(tx, answer, src, cfg.key.as_ref()).await;
         }
     }
 }
@@ -204,11 +227,23 @@ fn message(view: &NodeView, kind: &str, cluster: &str) -> DiscoveryMessage {
         node_id: Some(view.me.id),
         client_port: Some(view.me.client_port),
         leader_ring_port: leader.map(|l| l.port),
+        auth: None,
     }
 }
 
-async fn send(tx: &UdpSocket, msg: &DiscoveryMessage, to: SocketAddr) {
-    match serde_json::to_vec(msg) {
+/// Sends `msg` to `to`, with its `auth` field when there is a key.
+async fn send(tx: &UdpSocket, mut msg: DiscoveryMessage, to: SocketAddr, key: Option<&ClusterKey>) {
+    if key.is_some() {
+        msg.auth = Some(DatagramAuth::unsealed(unix_timestamp() as u64));
+    }
+    let encoded = serde_json::to_vec(&msg).and_then(|mut bytes| {
+        if let Some(key) = key {
+            auth::seal_datagram(key, &mut bytes)
+                .ok_or_else(|| serde::ser::Error::custom("no auth field to seal"))?;
+        }
+        Ok(bytes)
+    });
+    match encoded {
         Ok(bytes) => {
             if let Err(e) = tx.send_to(&bytes, to).await {
                 tracing::debug!(error = %e, %to, "Discovery datagram not sent.");

@@ -5,15 +5,19 @@
 //! link to us. A kill -9 of the peer closes the socket, the immediate reconnect is refused,
 //! and the node hears of it within a round trip instead of a heartbeat timeout.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use ringchat_proto::NodeId;
+use ringchat_proto::auth::{FrameSealer, TAG_LEN};
+use ringchat_proto::frame::HEADER_LEN;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::ring_auth::{self, HandshakeError, RingAuth};
 use crate::node::Event;
 
 /// Timing of a link.
@@ -23,6 +27,9 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// A write that blocks this long means the peer is stuck.
     pub write_timeout: Duration,
+    /// With `cluster.secret`: every connection starts with the handshake and every frame
+    /// carries a MAC.
+    pub auth: Option<Arc<RingAuth>>,
 }
 
 /// A connection that lasted this long was healthy; its end is not part of a break loop.
@@ -42,7 +49,7 @@ pub async fn run(
 ) {
     let mut breaks = 0;
     loop {
-        let stream = match timeout(
+        let mut stream = match timeout(
             cfg.connect_timeout,
             TcpStream::connect((address.as_str(), port)),
         )
@@ -59,6 +66,20 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
+        let mut sealer = match &cfg.auth {
+            None => None,
+            Some(auth) => match ring_auth::connect(&mut stream, auth, cfg.write_timeout).await {
+                Ok((_, sealer)) => Some(sealer),
+                Err(HandshakeError::Auth(e)) => {
+                    ring_auth::report_failure("ring", format_args!("{address}:{port}"), &e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = ?id, %address, port, error = %e, "Ring link handshake failed.");
+                    break;
+                }
+            },
+        };
         let connected_at = tokio::time::Instant::now();
         let (mut rd, wr) = stream.into_split();
         let mut wr = BufWriter::with_capacity(64 * 1024, wr);
@@ -71,7 +92,7 @@ pub async fn run(
                         let _ = timeout(cfg.write_timeout, wr.flush()).await;
                         return;
                     };
-                    if write_batch(&mut wr, frame, &mut rx, cfg.write_timeout).await.is_err() {
+                    if write_batch(&mut wr, frame, &mut rx, &mut sealer, cfg.write_timeout).await.is_err() {
                         break true;
                     }
                     breaks = 0;
@@ -108,13 +129,14 @@ async fn write_batch(
     wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
     first: Bytes,
     rx: &mut mpsc::Receiver<Bytes>,
+    sealer: &mut Option<FrameSealer>,
     limit: Duration,
 ) -> std::io::Result<()> {
     let work = async {
-        wr.write_all(&first).await?;
+        write_frame(wr, &first, sealer).await?;
         for _ in 0..WRITE_BATCH {
             match rx.try_recv() {
-                Ok(frame) => wr.write_all(&frame).await?,
+                Ok(frame) => write_frame(wr, &frame, sealer).await?,
                 Err(_) => break,
             }
         }
@@ -126,4 +148,23 @@ async fn write_batch(
             "write timed out",
         ))
     })
+}
+
+/// Writes one frame built by `frame_json`; on an authenticated link its payload is followed
+/// by its MAC (and the length prefix counts both).
+async fn write_frame(
+    wr: &mut BufWriter<tokio::net::tcp::OwnedWriteHalf>,
+    framed: &Bytes,
+    sealer: &mut Option<FrameSealer>,
+) -> std::io::Result<()> {
+    let Some(sealer) = sealer else {
+        return wr.write_all(framed).await;
+    };
+    let payload = framed.get(HEADER_LEN..).unwrap_or_default();
+    let tag = sealer.seal(payload);
+    let len = u32::try_from(payload.len() + TAG_LEN)
+        .map_err(|_| std::io::Error::other("ring frame too large"))?;
+    wr.write_all(&len.to_be_bytes()).await?;
+    wr.write_all(payload).await?;
+    wr.write_all(&tag).await
 }

@@ -4,11 +4,12 @@
 //! malformed frame gets an `error` frame and, where the framing is lost, a close; an idle
 //! or stalled connection is dropped after a while; connections are capped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use ringchat_proto::ErrorCode;
+use ringchat_proto::auth::{AuthError, TAG_LEN};
 use ringchat_proto::frame::{FrameCodec, FrameError};
 use ringchat_proto::ids::unix_timestamp;
 use ringchat_proto::limits::MAX_PEER_FRAME;
@@ -21,6 +22,7 @@ use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
 use super::accept::accept_loop;
+use super::ring_auth::{self, HandshakeError, RingAuth};
 use crate::node::Event;
 
 /// Inbound ring connections at most (a ring is small; this bounds abuse).
@@ -28,12 +30,16 @@ const MAX_PEER_CONNECTIONS: usize = 256;
 /// A ring connection silent this long is closed (links to non-neighbours are often idle,
 /// and the sender simply reconnects).
 const IDLE: Duration = Duration::from_secs(60);
+/// A connector that has not proved the key this long after connecting is dropped.
+const HANDSHAKE: Duration = Duration::from_secs(5);
 
-/// Accepts ring connections until `shutdown`.
+/// Accepts ring connections until `shutdown`; with `auth`, only from servers that prove
+/// the cluster's key.
 pub async fn run(
     listener: TcpListener,
     sender_id: String,
     cluster: String,
+    auth: Option<Arc<RingAuth>>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
@@ -46,8 +52,8 @@ pub async fn run(
         |_| {},
         move |stream, _| {
             let (sender_id, cluster) = (sender_id.clone(), cluster.clone());
-            let (events, stop) = (events.clone(), stop.clone());
-            async move { serve(stream, &sender_id, &cluster, events, stop).await }
+            let (events, stop, auth) = (events.clone(), stop.clone(), auth.clone());
+            async move { serve(stream, &sender_id, &cluster, auth.as_deref(), events, stop).await }
         },
     )
     .await;
@@ -57,12 +63,34 @@ async fn serve(
     stream: TcpStream,
     sender_id: &str,
     cluster: &str,
+    auth: Option<&RingAuth>,
     events: mpsc::Sender<Event>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let mut framed = Framed::new(stream, FrameCodec::new(MAX_PEER_FRAME));
+    let peer_text = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    let max = MAX_PEER_FRAME + if auth.is_some() { TAG_LEN } else { 0 };
+    let mut framed = Framed::new(stream, FrameCodec::new(max));
+    // With a key: the connector proves it first, then every frame must carry its MAC.
+    let mut opener = None;
+    if let Some(auth) = auth {
+        let handshake = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            h = ring_auth::accept(&mut framed, auth, HANDSHAKE) => h,
+        };
+        match handshake {
+            Ok(authenticated) => opener = Some(authenticated),
+            Err(HandshakeError::Auth(e)) => {
+                ring_auth::report_failure("ring", &peer_text, &e);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(?peer, error = %e, "Ring handshake not completed.");
+                return;
+            }
+        }
+    }
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -82,7 +110,28 @@ async fn serve(
                 return;
             }
         };
-        match parse(&payload) {
+        let payload = match opener.as_mut() {
+            None => &payload[..],
+            Some((_, opener)) => match opener.open(&payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    ring_auth::report_failure("ring", &peer_text, &e);
+                    return;
+                }
+            },
+        };
+        let parsed = parse(payload);
+        if let (Ok(msg), Some((authenticated, _))) = (&parsed, &opener)
+            && msg.from != *authenticated
+        {
+            let e = AuthError::WrongSender {
+                claimed: msg.from,
+                authenticated: *authenticated,
+            };
+            ring_auth::report_failure("ring", &peer_text, &e);
+            return;
+        }
+        match parsed {
             Ok(msg) if !msg.cluster.is_empty() && msg.cluster != cluster => {
                 tracing::debug!(?peer, cluster = %msg.cluster, "Ring frame of another cluster ignored.");
             }
@@ -102,7 +151,7 @@ async fn serve(
     }
 }
 
-fn parse(payload: &BytesMut) -> Result<PeerMessage, (ErrorCode, String)> {
+fn parse(payload: &[u8]) -> Result<PeerMessage, (ErrorCode, String)> {
     let text = std::str::from_utf8(payload)
         .map_err(|e| (ErrorCode::BadFrame, format!("frame is not UTF-8: {e}")))?;
     let value: serde_json::Value = serde_json::from_str(text)

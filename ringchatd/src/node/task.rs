@@ -75,6 +75,7 @@ impl NodeTask {
         let link_cfg = LinkConfig {
             connect_timeout: Duration::from_millis(settings.core.heartbeat_timeout),
             write_timeout: Duration::from_millis(settings.core.heartbeat_timeout.max(1000)),
+            auth: settings.ring_auth(),
         };
         let links = Links::new(
             settings.node_info(),

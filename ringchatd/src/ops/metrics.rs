@@ -67,6 +67,9 @@ fn register_zeroes() {
     for result in ["accepted", "redirected", "rejected_limit"] {
         counter!("ringchat_client_connections_total", "result" => result).absolute(0);
     }
+    for channel in ["ring", "discovery"] {
+        counter!("ringchat_auth_failures_total", "channel" => channel).absolute(0);
+    }
     for code in [
         ErrorCode::BadFrame,
         ErrorCode::FrameTooLarge,
@@ -131,6 +134,11 @@ pub fn heartbeat_rtt(neighbor: &'static str, seconds: f64) {
 /// The ring was spliced because a server failed or left.
 pub fn ring_repair(reason: &'static str) {
     counter!("ringchat_ring_repairs_total", "reason" => reason).increment(1);
+}
+
+/// A peer or datagram failed `cluster.secret` authentication (`ring` or `discovery`).
+pub fn auth_failure(channel: &'static str) {
+    counter!("ringchat_auth_failures_total", "channel" => channel).increment(1);
 }
 
 /// A frame of an older epoch was refused.
