@@ -7,7 +7,7 @@ mod merge;
 mod recovery;
 mod replication;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ringchat_proto::peer::{NodeInfo, PeerBody};
 use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
@@ -97,6 +97,9 @@ pub struct Node {
     heartbeat_sent: HashMap<NodeId, (u64, Millis)>,
     followers: BTreeMap<NodeId, FollowerProgress>,
     recovery: Option<Recovery>,
+    /// Recent merges of diverged histories, `(from, to)`: client views in that range are
+    /// no longer valid (see [`Node::view_invalidated`]).
+    merges: VecDeque<(Seq, Seq)>,
     actions: Vec<Action>,
 }
 
@@ -134,6 +137,7 @@ impl Node {
             heartbeat_sent: HashMap::new(),
             followers: BTreeMap::new(),
             recovery: None,
+            merges: VecDeque::new(),
             actions: Vec::new(),
         }
     }
@@ -173,7 +177,7 @@ impl Node {
     pub fn propose(&mut self, now: Millis, p: Proposal) -> Result<ProposeOutcome, ProposeError> {
         self.now = self.now.max(now);
         match self.role {
-            Role::Leader if self.recovery.is_none() => {}
+            Role::Leader if self.is_serving_leader() => {}
             Role::Leader | Role::Candidate => return Err(ProposeError::NoLeader),
             Role::Follower => {
                 return Err(match &self.leader {
@@ -206,6 +210,7 @@ impl Node {
         self.cfg = CoreConfig {
             seeds: std::mem::take(&mut self.cfg.seeds),
             cluster: std::mem::take(&mut self.cfg.cluster),
+            mode: self.cfg.mode,
             ..cfg
         };
     }
@@ -264,7 +269,7 @@ impl Node {
     /// The actions produced since the last call. Replication batches are cut here, so that
     /// proposals fed in one go travel in one frame per follower.
     pub fn take_actions(&mut self) -> Vec<Action> {
-        if self.role == Role::Leader && self.recovery.is_none() {
+        if self.leads() {
             self.pump_replication();
         }
         std::mem::take(&mut self.actions)
@@ -290,9 +295,25 @@ impl Node {
         self.leader.as_ref()
     }
 
-    /// Whether this server leads and has finished recovery, i.e. takes client messages.
+    /// Whether this server leads and has finished recovery, and (in quorum mode) its ring
+    /// holds a majority of the configured servers: it takes client messages.
     pub fn is_serving_leader(&self) -> bool {
+        self.leads() && self.has_majority_view()
+    }
+
+    /// Whether this server leads and has finished recovery. In quorum mode such a leader may
+    /// have lost its majority: it still replicates to its ring, but takes no writes.
+    fn leads(&self) -> bool {
         self.role == Role::Leader && self.recovery.is_none()
+    }
+
+    /// In quorum mode, whether our ring view holds a majority of the configured ring (in
+    /// available mode always): only then may we elect, lead, or take writes.
+    fn has_majority_view(&self) -> bool {
+        self.cfg
+            .mode
+            .majority()
+            .is_none_or(|m| self.ring.len() >= m)
     }
 
     /// The ring as this server sees it.

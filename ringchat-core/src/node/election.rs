@@ -13,6 +13,14 @@ use crate::replication::FollowerProgress;
 impl Node {
     /// Starts a new round with an epoch above every epoch seen.
     pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
+        if !self.has_majority_view() {
+            // Quorum mode: a minority elects nobody (and raises no epoch); it keeps asking
+            // to join a ring until it sees a majority.
+            if self.role == Role::Candidate {
+                self.become_leaderless();
+            }
+            return;
+        }
         let epoch = next_epoch(self.epoch.max(self.seen_epoch), self.me.id);
         self.notice(Notice::ElectionStarted { trigger, epoch });
         self.enter_round(epoch, true);
@@ -128,6 +136,10 @@ impl Node {
     }
 
     fn win(&mut self, epoch: Epoch) {
+        if !self.has_majority_view() {
+            // Our view shrank during the round (quorum mode): no leader on a minority.
+            return self.become_leaderless();
+        }
         self.role = Role::Leader;
         self.leader = Some(self.me.clone());
         self.participant = false;

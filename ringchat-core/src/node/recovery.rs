@@ -22,16 +22,41 @@ impl Node {
         {
             return;
         }
-        let my_last = self.log.last_seq();
-        let ahead = self
-            .followers
-            .iter()
-            .filter(|(_, p)| p.reported_last > my_last)
-            .max_by_key(|(id, p)| (p.reported_last, **id))
-            .map(|(id, _)| *id);
+        let ahead = match self.cfg.mode.majority() {
+            None => {
+                let my_last = self.log.last_seq();
+                self.followers
+                    .iter()
+                    .filter(|(_, p)| p.reported_last > my_last)
+                    .max_by_key(|(id, p)| (p.reported_last, **id))
+                    .map(|(id, _)| *id)
+            }
+            // Quorum mode, as in Raft: the most up-to-date history (newest last epoch, then
+            // longest) holds every committed entry, and ours is made the same.
+            Some(_) => {
+                let mine = (self.log.last_epoch(), self.log.last_seq());
+                self.followers
+                    .iter()
+                    .filter(|(_, p)| p.reported_last > 0 && p.reported_epoch != Epoch::MAX)
+                    .filter(|(_, p)| (p.reported_epoch, p.reported_last) > mine)
+                    .max_by_key(|(id, p)| (p.reported_epoch, p.reported_last, **id))
+                    .map(|(id, _)| *id)
+            }
+        };
         match ahead {
             Some(id) => self.request_entries(id),
-            None => self.finish_recovery(),
+            None => {
+                if let Some(majority) = self.cfg.mode.majority()
+                    && self.followers.len() + 1 < majority
+                {
+                    // Without reports from a majority we cannot know what was committed.
+                    if self.ring.len() < majority {
+                        self.become_leaderless();
+                    }
+                    return;
+                }
+                self.finish_recovery()
+            }
         }
     }
 
@@ -95,6 +120,19 @@ impl Node {
                 first.sequence_number == my_last && Some(first.epoch) == self.log.epoch_at(my_last)
             }
         };
+        if !continues && self.cfg.mode.majority().is_some() {
+            // Quorum mode: our newest entries are not on the most up-to-date history, so
+            // they were never committed. Keep what we know to be committed, and pull again.
+            let committed = self
+                .commit_seq
+                .max(self.leader_commit)
+                .min(my_last)
+                .max(self.log.base());
+            if committed < my_last {
+                self.log.truncate(committed);
+                return self.request_entries(from);
+            }
+        }
         let mut added = 0;
         if continues {
             for e in entries.into_iter().filter(|e| e.sequence_number > my_last) {
@@ -165,7 +203,15 @@ impl Node {
         p: &mut FollowerProgress,
         consistent_state: FollowerState,
     ) {
-        if p.reported_last < self.log.base() {
+        let diverged = p.reported_last > self.log.last_seq()
+            || self.log.proven_epoch(p.reported_last) != Some(p.reported_epoch);
+        // Its newest entry is one we dropped (the same epoch there: the log matching rule),
+        // or one we cannot place but older than our window and its epoch record.
+        let behind = p.reported_last < self.log.base()
+            && (!diverged
+                || (self.log.proven_epoch(p.reported_last).is_none()
+                    && p.reported_epoch <= self.log.base_epoch()));
+        if behind {
             // It is behind our retained window: it takes the window from its start.
             p.reset = true;
             p.match_seq = 0;
@@ -174,9 +220,7 @@ impl Node {
             p.waiting_since = Some(self.now);
             return;
         }
-        if p.reported_last > self.log.last_seq()
-            || !self.log.matches(p.reported_last, p.reported_epoch)
-        {
+        if diverged {
             p.begin_merge(self.now);
             self.notice(Notice::FollowerReset { id });
             self.request_merge_chunk(id, 1);
