@@ -301,6 +301,13 @@ impl Node {
         self.leads() && self.has_majority_view()
     }
 
+    /// Quorum mode: whether this server leads a ring that lost its majority. It keeps its
+    /// ring and its clients (and serves what is committed), but takes no writes until the
+    /// majority is back.
+    pub fn is_leader_without_majority(&self) -> bool {
+        self.leads() && !self.has_majority_view()
+    }
+
     /// Whether this server leads and has finished recovery. In quorum mode such a leader may
     /// have lost its majority: it still replicates to its ring, but takes no writes.
     fn leads(&self) -> bool {
