@@ -1,0 +1,104 @@
+//! Quorum mode (`replication.mode = "quorum"`), real processes on loopback: a leader that
+//! loses its majority refuses writes with `NO_LEADER` and says `is_available: false`; once
+//! the majority is back, writes work again and no acknowledged message is lost.
+
+use std::collections::BTreeMap;
+
+use ringchat_cluster_tests::cluster::Cluster;
+use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
+use ringchat_cluster_tests::wire::{WireClient, ping_request};
+use ringchat_cluster_tests::{NodeId, assert_acked_once};
+use ringchat_proto::ErrorCode;
+use ringchat_proto::server::ServerMessage;
+
+/// `replication.mode = "quorum"`; with `--peer` lists the ring's size is their count.
+const QUORUM: [(&str, &str); 1] = [("RINGCHAT_REPLICATION__MODE", "quorum")];
+
+fn quorum_cluster(ids: &[NodeId]) -> Cluster {
+    let cluster = Cluster::new(ids);
+    for &id in ids {
+        cluster.start_with(id, None, &QUORUM);
+    }
+    cluster
+}
+
+#[test]
+fn a_leader_without_a_majority_refuses_writes_until_it_is_back() {
+    let cluster = quorum_cluster(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let (mut client, _) = WireClient::session(&cluster.client_addr(3), "quorum", None);
+    let mut acked = BTreeMap::new();
+    for i in 1..=5 {
+        let (id, seq) = client.chat_with_id(&format!("message {i}"));
+        acked.insert(id, seq);
+    }
+
+    // Both followers hang: the leader alone is a minority of the configured three.
+    cluster.freeze(1);
+    cluster.freeze(2);
+    wait_until(SHORT, "node 3 to lead without a majority", || {
+        cluster
+            .try_status(3)
+            .is_ok_and(|s| s.role == "leader" && !s.serving)
+    });
+    let refused = client.send_chat("refused without a majority");
+    let err = client.expect_error(ErrorCode::NoLeader);
+    assert_eq!(err.message_id.as_deref(), Some(refused.as_str()));
+    client.send(&ping_request("quorum"));
+    match client.recv_until(|m| matches!(m, ServerMessage::ClientPingAck(_))) {
+        ServerMessage::ClientPingAck(ack) => {
+            assert!(!ack.is_available, "no leader takes writes: {ack:?}");
+            assert_eq!(ack.leader_id, None);
+        }
+        _ => unreachable!(),
+    }
+    // The session stays open and reads still work (what is committed).
+    let (_, history) = WireClient::session(&cluster.client_addr(3), "reader", Some(0));
+    assert_eq!(history.len(), 5);
+
+    cluster.thaw(1);
+    cluster.thaw(2);
+    cluster.wait_converged(3, LONG);
+    for i in 6..=10 {
+        let (id, seq) = client.chat_with_id(&format!("message {i}"));
+        acked.insert(id, seq);
+    }
+    let history = cluster.wait_same_history(&[1, 2, 3], 10);
+    assert_acked_once(&history, &acked);
+    assert!(
+        history.iter().all(|e| e.message_id != refused),
+        "a refused message is not stored"
+    );
+}
+
+#[test]
+fn a_lone_follower_elects_nobody() {
+    let cluster = quorum_cluster(&[1, 2, 3]);
+    cluster.wait_converged(3, SHORT);
+    let (mut client, _) = WireClient::session(&cluster.client_addr(3), "quorum", None);
+    let mut acked = BTreeMap::new();
+    for i in 1..=3 {
+        let (id, seq) = client.chat_with_id(&format!("message {i}"));
+        acked.insert(id, seq);
+    }
+    // Node 1 stays alone: in available mode it would lead a ring of one by now.
+    cluster.freeze(2);
+    cluster.freeze(3);
+    wait_until(SHORT, "node 1 to lose its leader", || {
+        cluster.try_status(1).is_ok_and(|s| s.leader.is_none())
+    });
+    // Several election timeouts (1 s) later it still has no leader and never led.
+    let since = std::time::Instant::now();
+    while since.elapsed() < std::time::Duration::from_secs(3) {
+        let s = cluster.status(1);
+        assert!(s.role != "leader" && !s.serving, "a minority must not lead: {s:?}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    cluster.thaw(2);
+    cluster.thaw(3);
+    cluster.wait_converged(3, LONG);
+    let (id, seq) = client.chat_with_id("message 4");
+    acked.insert(id, seq);
+    let history = cluster.wait_same_history(&[1, 2, 3], 4);
+    assert_acked_once(&history, &acked);
+}
