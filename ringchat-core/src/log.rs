@@ -263,11 +263,19 @@ mod tests {
             Some(13)
         );
         assert!(log.accept_batch(20, 3, &[e(21, 4, "n")]));
-        assert_eq!(log.proven_epoch(4), Some(3), "dropped entries keep their epoch");
+        assert_eq!(
+            log.proven_epoch(4),
+            Some(3),
+            "dropped entries keep their epoch"
+        );
         assert_eq!(log.proven_epoch(21), Some(4));
         assert_eq!(log.proven_epoch(22), None);
         log.reset_to(30, 9);
-        assert_eq!(log.proven_epoch(12), None, "a reset window proves nothing before it");
+        assert_eq!(
+            log.proven_epoch(12),
+            None,
+            "a reset window proves nothing before it"
+        );
         assert_eq!(log.proven_epoch(30), Some(9));
         assert_eq!((log.last_seq(), log.last_epoch(), log.len()), (30, 9, 0));
         assert!(log.accept_batch(30, 9, &[e(31, 9, "x")]));

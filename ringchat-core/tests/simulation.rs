@@ -1224,8 +1224,14 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
     sim.run_until_settled(5_000);
     sim.partition(&[1, 2]);
     sim.run_for(3_000);
-    assert!(sim.node(2).is_serving_leader(), "seed {seed}: side {{1, 2}} leads");
-    assert!(sim.node(3).is_serving_leader(), "seed {seed}: side {{3}} leads");
+    assert!(
+        sim.node(2).is_serving_leader(),
+        "seed {seed}: side {{1, 2}} leads"
+    );
+    assert!(
+        sim.node(3).is_serving_leader(),
+        "seed {seed}: side {{3}} leads"
+    );
     for i in 0..winner_msgs.max(loser_msgs) {
         if i < winner_msgs {
             sim.send_to(3, "winner", i);
@@ -1244,7 +1250,11 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
         .filter(|m| m.key.0 == "loser" && m.acked_seq.is_some())
         .map(|m| m.key.clone())
         .collect();
-    assert_eq!(loser_acked.len(), loser_msgs, "seed {seed}: all acked on {{1, 2}}");
+    assert_eq!(
+        loser_acked.len(),
+        loser_msgs,
+        "seed {seed}: all acked on {{1, 2}}"
+    );
     // What the losing side still holds at the heal is what can be merged.
     let held: Vec<(String, String)> = loser_acked
         .iter()
@@ -1255,7 +1265,11 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
     assert_eq!(sim.run_until_settled(20_000), 3, "seed {seed}");
     let live = sim.live();
     let leader_log = sim.node(3).log();
-    let base = live.iter().map(|id| sim.node(*id).log().base()).max().unwrap();
+    let base = live
+        .iter()
+        .map(|id| sim.node(*id).log().base())
+        .max()
+        .unwrap();
     for id in &live {
         let log = sim.node(*id).log();
         assert_eq!(log.last_seq(), leader_log.last_seq(), "seed {seed}: {id}");
@@ -1263,7 +1277,10 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
         for seq in base + 1..=log.last_seq() {
             let e = log.get(seq).unwrap();
             assert_eq!(Some(e), leader_log.get(seq), "seed {seed}: {id} at {seq}");
-            assert!(seen.insert((e.client_id.clone(), e.message_id.clone())), "twice");
+            assert!(
+                seen.insert((e.client_id.clone(), e.message_id.clone())),
+                "twice"
+            );
         }
         // The merged messages come last; the window of the merged history (120) then holds
         // the newest of them at least.
@@ -1275,7 +1292,11 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
         }
     }
     if loser_msgs < 120 {
-        assert_eq!(held.len(), loser_msgs, "seed {seed}: the losing side kept them all");
+        assert_eq!(
+            held.len(),
+            loser_msgs,
+            "seed {seed}: the losing side kept them all"
+        );
     }
 }
 
@@ -1314,7 +1335,10 @@ fn a_merge_invalidates_the_losing_sides_views_only() {
     let winner = sim.node(3);
     assert!(winner.view_invalidated(loser_view));
     assert!(winner.view_invalidated(common + 1));
-    assert!(!winner.view_invalidated(common), "the common history is still valid");
+    assert!(
+        !winner.view_invalidated(common),
+        "the common history is still valid"
+    );
     assert!(
         !winner.view_invalidated(common + 30),
         "the winner's own clients' views beyond the merged side stay valid"
@@ -1348,7 +1372,11 @@ fn quorum_leader_without_a_majority_refuses_writes() {
         sim.send_to(3, "late", 0);
         sim.run_for(2_000);
         assert!(!sim.node(3).is_serving_leader(), "seed {seed}");
-        assert_eq!(sim.node(3).role(), Role::Leader, "seed {seed}: it keeps its ring");
+        assert_eq!(
+            sim.node(3).role(),
+            Role::Leader,
+            "seed {seed}: it keeps its ring"
+        );
         assert!(sim.msgs.iter().all(|m| m.key.0 != "late"), "seed {seed}");
         let now = sim.now;
         let r = sim.nodes.get_mut(&3).unwrap().as_mut().unwrap().propose(
@@ -1381,7 +1409,10 @@ fn quorum_minority_elects_no_leader() {
     sim.partition(&[4, 5]);
     sim.run_for(4_000);
     assert!(!sim.node(5).is_serving_leader() && !sim.node(4).is_serving_leader());
-    assert!(sim.node(3).is_serving_leader(), "the majority {{1, 2, 3}} leads");
+    assert!(
+        sim.node(3).is_serving_leader(),
+        "the majority {{1, 2, 3}} leads"
+    );
     for i in 0..20 {
         sim.send_to(3, "majority", i);
         sim.step();

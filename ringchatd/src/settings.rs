@@ -719,7 +719,15 @@ mod tests {
         let mode = |a: &[&str], toml: &str| resolve(&args(a), file(toml)).map(|s| s.core.mode);
         let quorum = "[replication]\nmode = \"quorum\"\n";
         assert_eq!(mode(&["1"], "").unwrap(), ReplicationMode::Available);
-        let peers = ["1", "--port", "5001", "--peer", "127.0.0.1:5002", "--peer", "127.0.0.1:5003"];
+        let peers = [
+            "1",
+            "--port",
+            "5001",
+            "--peer",
+            "127.0.0.1:5002",
+            "--peer",
+            "127.0.0.1:5003",
+        ];
         assert_eq!(
             mode(&peers, quorum).unwrap(),
             ReplicationMode::Quorum { cluster_size: 3 },
@@ -735,7 +743,11 @@ mod tests {
         let err = format!("{:#}", mode(&["1"], quorum).unwrap_err());
         assert!(err.contains("replication.cluster_size"), "{err}");
         assert_eq!(
-            mode(&["1"], "[replication]\nmode = \"quorum\"\ncluster_size = 5\n").unwrap(),
+            mode(
+                &["1"],
+                "[replication]\nmode = \"quorum\"\ncluster_size = 5\n"
+            )
+            .unwrap(),
             ReplicationMode::Quorum { cluster_size: 5 }
         );
     }

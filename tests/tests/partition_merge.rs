@@ -67,7 +67,11 @@ fn two_sides_that_acked_merge_into_one_history_and_reset_the_losers_clients() {
         .iter()
         .flat_map(|p| p.messages.iter().map(|e| e.sequence_number))
         .collect();
-    assert_eq!(entries, (1..=10).collect::<Vec<Seq>>(), "the merged history");
+    assert_eq!(
+        entries,
+        (1..=10).collect::<Vec<Seq>>(),
+        "the merged history"
+    );
 
     // A client that holds only what both sides shared (nothing) is not reset.
     let (mut fresh, _) = WireClient::session(&cluster.client_addr(3), "fresh", Some(0));

@@ -91,7 +91,10 @@ fn a_lone_follower_elects_nobody() {
     let since = std::time::Instant::now();
     while since.elapsed() < std::time::Duration::from_secs(3) {
         let s = cluster.status(1);
-        assert!(s.role != "leader" && !s.serving, "a minority must not lead: {s:?}");
+        assert!(
+            s.role != "leader" && !s.serving,
+            "a minority must not lead: {s:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     cluster.thaw(2);

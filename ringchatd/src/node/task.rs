@@ -564,7 +564,10 @@ impl NodeTask {
                 "Leading without a majority of the ring (quorum mode): writes refused."
             );
         } else if self.stalled && !stalled {
-            tracing::info!(members = new.members.len(), "The majority of the ring is back.");
+            tracing::info!(
+                members = new.members.len(),
+                "The majority of the ring is back."
+            );
         }
         let regained = self.stalled && new.serving;
         self.stalled = stalled;
