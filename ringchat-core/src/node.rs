@@ -85,6 +85,9 @@ pub struct Node {
     /// The highest commit point a leader told us of: while our history is shorter we are
     /// catching up, and a server catching up must not lead (it would serve a cut history).
     leader_commit: Seq,
+    /// We led a ring and handed it to another leader, which has not replicated to us yet:
+    /// it may still be merging our history, so our clients wait before they move there.
+    awaiting_merge: bool,
     last_heard: HashMap<NodeId, Millis>,
     /// How to reach every server we heard from, members or not: answers to a server we
     /// do not count in the ring (yet) still arrive.
@@ -128,6 +131,7 @@ impl Node {
             last_tick: None,
             draining: false,
             leader_commit: 0,
+            awaiting_merge: false,
             last_heard: HashMap::new(),
             known: HashMap::new(),
             watched: Vec::new(),
@@ -299,6 +303,13 @@ impl Node {
     /// holds a majority of the configured servers: it takes client messages.
     pub fn is_serving_leader(&self) -> bool {
         self.leads() && self.has_majority_view()
+    }
+
+    /// Whether we handed the ring we led to another leader that has not replicated to us
+    /// yet (it may be merging our history): our clients are sent there only afterwards, so
+    /// that it knows whether their view must be reset.
+    pub fn is_awaiting_merge(&self) -> bool {
+        self.awaiting_merge && self.role == Role::Follower
     }
 
     /// Quorum mode: whether this server leads a ring that lost its majority. It keeps its

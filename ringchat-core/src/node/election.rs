@@ -44,6 +44,7 @@ impl Node {
     fn enter_round(&mut self, epoch: Epoch, participant: bool) {
         let was = (self.role, self.leader.as_ref().map(|l| l.id));
         self.epoch = epoch;
+        self.awaiting_merge = false;
         self.forwarded = (0, 0);
         self.role = Role::Candidate;
         self.leader = None;

@@ -289,6 +289,7 @@ impl Node {
 
     /// Tells the members of the ring we led to join `leader`.
     pub(super) fn redirect_followers(&mut self, leader: &NodeInfo) {
+        self.awaiting_merge = true;
         let redirect = self.join_answer(Some(leader.clone()), false);
         let members: Vec<NodeId> = self
             .ring

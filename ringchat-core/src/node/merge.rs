@@ -156,9 +156,15 @@ impl Node {
     /// agree below the point where they diverged; from there up to the merged side's
     /// newest entry, a view cannot be told apart from ours by its number alone, and is
     /// replaced to be safe.
+    /// While a merge runs, every view beyond what is shown common so far counts as gone.
     pub fn view_invalidated(&self, from_sequence: Seq) -> bool {
-        self.merges
-            .iter()
-            .any(|(from, to)| (*from..=*to).contains(&from_sequence))
+        let merging = self.followers.values().any(|p| {
+            p.state == FollowerState::Merging && from_sequence > p.merge_common.unwrap_or(0)
+        });
+        merging
+            || self
+                .merges
+                .iter()
+                .any(|(from, to)| (*from..=*to).contains(&from_sequence))
     }
 }

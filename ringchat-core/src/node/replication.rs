@@ -45,6 +45,7 @@ impl Node {
             self.log.reset_to(prev_seq, prev_epoch);
         }
         let ok = self.log.accept_batch(prev_seq, prev_epoch, entries);
+        self.awaiting_merge &= !ok;
         self.send(from, self.state_report(ok));
     }
 

@@ -599,7 +599,8 @@ impl NodeTask {
         let Some(since) = self.handoff_since else {
             return;
         };
-        let known = self.node.leader().is_some_and(|l| l.id != self.settings.id);
+        let known = self.node.leader().is_some_and(|l| l.id != self.settings.id)
+            && !self.node.is_awaiting_merge();
         let waited = since.elapsed() >= Duration::from_millis(self.settings.core.election_timeout);
         if self.node.is_serving_leader() || self.node.is_leader_without_majority() {
             self.handoff_since = None;
