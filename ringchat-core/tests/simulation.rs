@@ -385,26 +385,8 @@ impl Sim {
             .into_iter()
             .filter(|id| self.node(*id).is_serving_leader())
             .collect();
-        let now = self.now;
         for (i, leader) in leaders.into_iter().enumerate() {
-            let key = (format!("client{i}"), format!("m{n}"));
-            let Some(Some(node)) = self.nodes.get_mut(&leader) else {
-                continue;
-            };
-            let r = node.propose(
-                now,
-                Proposal {
-                    client_id: key.0.clone(),
-                    message_id: key.1.clone(),
-                    username: "u".into(),
-                    content: key.1.clone(),
-                    timestamp: 0.0,
-                },
-            );
-            if let Ok(ProposeOutcome::Appended(seq)) = r {
-                self.pending_at.push((leader, key.clone(), seq));
-            }
-            self.flush(leader);
+            self.send_to(leader, &format!("client{i}"), n);
         }
     }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ringchat_cluster_tests::cluster::Cluster;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
 use ringchat_cluster_tests::wire::{WireClient, ping_request};
-use ringchat_cluster_tests::{NodeId, assert_acked_once};
+use ringchat_cluster_tests::{NodeId, Seq, assert_acked_once};
 use ringchat_proto::ErrorCode;
 use ringchat_proto::server::ServerMessage;
 
@@ -22,16 +22,20 @@ fn quorum_cluster(ids: &[NodeId]) -> Cluster {
     cluster
 }
 
-#[test]
-fn a_leader_without_a_majority_refuses_writes_until_it_is_back() {
+/// Three servers in quorum mode led by 3, and a client on it that got `n` messages acked.
+fn three_with_acked(n: usize) -> (Cluster, WireClient, BTreeMap<String, Seq>) {
     let cluster = quorum_cluster(&[1, 2, 3]);
     cluster.wait_converged(3, SHORT);
     let (mut client, _) = WireClient::session(&cluster.client_addr(3), "quorum", None);
-    let mut acked = BTreeMap::new();
-    for i in 1..=5 {
-        let (id, seq) = client.chat_with_id(&format!("message {i}"));
-        acked.insert(id, seq);
-    }
+    let acked = (1..=n)
+        .map(|i| client.chat_with_id(&format!("message {i}")))
+        .collect();
+    (cluster, client, acked)
+}
+
+#[test]
+fn a_leader_without_a_majority_refuses_writes_until_it_is_back() {
+    let (cluster, mut client, mut acked) = three_with_acked(5);
 
     // Both followers hang: the leader alone is a minority of the configured three.
     cluster.freeze(1);
@@ -73,14 +77,7 @@ fn a_leader_without_a_majority_refuses_writes_until_it_is_back() {
 
 #[test]
 fn a_lone_follower_elects_nobody() {
-    let cluster = quorum_cluster(&[1, 2, 3]);
-    cluster.wait_converged(3, SHORT);
-    let (mut client, _) = WireClient::session(&cluster.client_addr(3), "quorum", None);
-    let mut acked = BTreeMap::new();
-    for i in 1..=3 {
-        let (id, seq) = client.chat_with_id(&format!("message {i}"));
-        acked.insert(id, seq);
-    }
+    let (cluster, mut client, mut acked) = three_with_acked(3);
     // Node 1 stays alone: in available mode it would lead a ring of one by now.
     cluster.freeze(2);
     cluster.freeze(3);
