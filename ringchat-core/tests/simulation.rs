@@ -1424,3 +1424,13 @@ proptest! {
         sim.check_histories();
     }
 }
+
+/// Followers that rejoin caught up complete the leader's majority: the commit point must
+/// move then, not only on the next acknowledgement.
+#[test]
+fn regression_quorum_partition_1() {
+    let mut sim = Sim::new(1652977559667763460, true);
+    sim.cfg.mode = ReplicationMode::Quorum { cluster_size: 4 };
+    run_partitions(&mut sim, 4, &[(3, 410)]);
+    sim.check_histories();
+}

@@ -194,6 +194,8 @@ impl Node {
         if let Some(mut p) = self.followers.remove(&id) {
             self.align_follower(id, &mut p, consistent_state);
             self.followers.insert(id, p);
+            // A caught-up joiner may complete a majority (quorum mode).
+            self.advance_commit();
         }
     }
 
