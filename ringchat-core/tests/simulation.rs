@@ -1418,10 +1418,7 @@ proptest! {
         cuts in proptest::collection::vec((1u64..5, 100u64..1500), 1..4),
         multicast in any::<bool>(),
     ) {
-        let mut sim = Sim::new(seed, multicast);
-        sim.cfg.mode = ReplicationMode::Quorum { cluster_size: n };
-        run_partitions(&mut sim, n, &cuts);
-        sim.check_histories();
+        quorum_partition_scenario(seed, n, &cuts, multicast);
     }
 }
 
@@ -1429,8 +1426,24 @@ proptest! {
 /// move then, not only on the next acknowledgement.
 #[test]
 fn regression_quorum_partition_1() {
-    let mut sim = Sim::new(1652977559667763460, true);
-    sim.cfg.mode = ReplicationMode::Quorum { cluster_size: 4 };
-    run_partitions(&mut sim, 4, &[(3, 410)]);
+    quorum_partition_scenario(1652977559667763460, 4, &[(3, 410)], true);
+}
+
+/// A leader on a minority whose epoch a joiner raised must step down, not lead on in the
+/// joiner's epoch (two leaders in one epoch).
+#[test]
+fn regression_quorum_partition_2() {
+    quorum_partition_scenario(
+        3821207231170431738,
+        4,
+        &[(1, 165), (3, 395), (2, 460)],
+        false,
+    );
+}
+
+fn quorum_partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool) {
+    let mut sim = Sim::new(seed, multicast);
+    sim.cfg.mode = ReplicationMode::Quorum { cluster_size: n };
+    run_partitions(&mut sim, n, cuts);
     sim.check_histories();
 }

@@ -15,8 +15,9 @@ impl Node {
     pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
         if !self.has_majority_view() {
             // Quorum mode: a minority elects nobody (and raises no epoch); it keeps asking
-            // to join a ring until it sees a majority.
-            if self.role == Role::Candidate {
+            // to join a ring until it sees a majority. A leader asked to step aside (or
+            // whose epoch a joiner raised) steps down instead of leading on.
+            if self.role != Role::Follower || self.leader.is_some() {
                 self.become_leaderless();
             }
             return;
