@@ -155,8 +155,8 @@ impl Node {
     /// history that a merge renumbered, so that it must drop it (`reset: true`). Histories
     /// agree below the point where they diverged; from there up to the merged side's
     /// newest entry, a view cannot be told apart from ours by its number alone, and is
-    /// replaced to be safe.
-    /// While a merge runs, every view beyond what is shown common so far counts as gone.
+    /// replaced to be safe. While a merge runs, every view beyond what is shown common so
+    /// far counts as gone.
     pub fn view_invalidated(&self, from_sequence: Seq) -> bool {
         let merging = self.followers.values().any(|p| {
             p.state == FollowerState::Merging && from_sequence > p.merge_common.unwrap_or(0)

@@ -122,12 +122,10 @@ impl Node {
         };
         if !continues && self.cfg.mode.majority().is_some() {
             // Quorum mode: our newest entries are not on the most up-to-date history, so
-            // they were never committed. Keep what we know to be committed, and pull again.
-            let committed = self
-                .commit_seq
-                .max(self.leader_commit)
-                .min(my_last)
-                .max(self.log.base());
+            // they were never committed. Keep what we committed ourselves when we last led
+            // (a follower's record of its leader's commit point may run ahead of a history
+            // that had not been aligned yet), and pull again.
+            let committed = self.commit_seq.min(my_last).max(self.log.base());
             if committed < my_last {
                 self.log.truncate(committed);
                 return self.request_entries(from);
