@@ -478,8 +478,10 @@ impl Node {
                 reset,
                 commit,
             } => {
-                self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset);
-                if self.is_follower_of(from) {
+                let accepted =
+                    self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset);
+                // Only a history that agrees with the leader's may take its commit point.
+                if accepted && self.is_follower_of(from) {
                     self.leader_commit = self.leader_commit.max(commit);
                 }
             }

@@ -1076,6 +1076,17 @@ proptest! {
     ) {
         crash_scenario(seed, n, &faults);
     }
+
+    /// The same in quorum mode: every acknowledged message stays at its sequence number,
+    /// and no sequence number is acknowledged for two messages.
+    #[test]
+    fn quorum_survives_random_crashes(
+        seed in any::<u64>(),
+        n in 3usize..6,
+        faults in proptest::collection::vec((0u64..400, any::<bool>()), 1..6),
+    ) {
+        crash_scenario_in(ReplicationMode::Quorum { cluster_size: n }, seed, n, &faults);
+    }
 }
 
 proptest! {
@@ -1138,7 +1149,12 @@ fn run_partitions(sim: &mut Sim, n: usize, cuts: &[(u64, u64)]) {
 }
 
 fn crash_scenario(seed: u64, n: usize, faults: &[(u64, bool)]) {
+    crash_scenario_in(ReplicationMode::Available, seed, n, faults);
+}
+
+fn crash_scenario_in(mode: ReplicationMode, seed: u64, n: usize, faults: &[(u64, bool)]) {
     let mut sim = Sim::new(seed, true);
+    sim.cfg.mode = mode;
     let ids: Vec<NodeId> = (1..=n as NodeId).collect();
     for id in &ids {
         sim.start(*id);
@@ -1164,11 +1180,18 @@ fn crash_scenario(seed: u64, n: usize, faults: &[(u64, bool)]) {
             }
         } else {
             let v = live[(seed as usize + msg) % live.len()];
-            if sim.safe_to_crash(v) {
+            // In quorum mode a ring that lost its majority for good stops taking writes.
+            let keeps_majority = mode.majority().is_none_or(|m| live.len() > m);
+            if sim.safe_to_crash(v) && keeps_majority {
                 sim.crash(v);
             }
         }
         sim.run_for(20);
+    }
+    if mode != ReplicationMode::Available {
+        // Entries a new leader adopted from an older epoch are acknowledged with the first
+        // message of its own epoch (or once every server stores them): a client sends one.
+        sim.client_send(msg);
     }
     sim.run_until_settled(30_000);
     sim.check_histories();
@@ -1439,6 +1462,13 @@ fn regression_quorum_partition_2() {
         &[(1, 165), (3, 395), (2, 460)],
         false,
     );
+}
+
+/// The side that took the highest id's majority away acknowledged messages; the old
+/// leader, back with a longer history from an older epoch, must take theirs, not merge it.
+#[test]
+fn regression_quorum_partition_3() {
+    quorum_partition_scenario(473117079165898642, 5, &[(2, 185), (3, 1140)], true);
 }
 
 fn quorum_partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool) {

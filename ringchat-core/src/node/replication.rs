@@ -12,6 +12,8 @@ use crate::config::ReplicationMode;
 use crate::replication::FollowerState;
 
 impl Node {
+    /// Takes a batch from the leader; returns whether it was accepted (our history then
+    /// agrees with the leader's up to its end).
     pub(super) fn on_replication_sync(
         &mut self,
         from: NodeId,
@@ -20,18 +22,19 @@ impl Node {
         prev_epoch: Epoch,
         entries: &[ChatEntry],
         reset: bool,
-    ) {
+    ) -> bool {
         if epoch < self.epoch {
             self.stale("replication_sync");
             // Tell the old leader there is a newer epoch, so that it steps down.
-            return self.send(from, self.state_report(false));
+            self.send(from, self.state_report(false));
+            return false;
         }
         if epoch == self.epoch && self.role == Role::Leader {
-            return;
+            return false;
         }
         if epoch > self.epoch || !self.is_follower_of(from) {
             let Some(leader) = self.ring.get(from).cloned() else {
-                return;
+                return false;
             };
             self.adopt_leader(epoch, leader);
         }
@@ -47,6 +50,7 @@ impl Node {
         let ok = self.log.accept_batch(prev_seq, prev_epoch, entries);
         self.awaiting_merge &= !ok;
         self.send(from, self.state_report(ok));
+        ok
     }
 
     fn state_report(&self, ok: bool) -> PeerBody {
