@@ -149,6 +149,27 @@ impl Log {
         self.runs_from = base + 1;
     }
 
+    /// Gives every entry after `after` the epoch `epoch`, which must be newer than every
+    /// epoch held: a new leader in quorum mode re-issues what it cannot know to be
+    /// committed, so that a majority may count it (Raft commits by counting only entries
+    /// of the leader's own term).
+    pub fn restamp(&mut self, after: Seq, epoch: Epoch) {
+        let start = (after.saturating_sub(self.base) as usize).min(self.entries.len());
+        let first = self.base + start as Seq + 1;
+        if start == self.entries.len() {
+            return;
+        }
+        for e in &mut self.entries[start..] {
+            e.epoch = epoch;
+        }
+        while self.runs.last().is_some_and(|(f, _)| *f >= first) {
+            self.runs.pop();
+        }
+        if self.runs.last().is_none_or(|(_, e)| *e != epoch) {
+            self.runs.push((first, epoch));
+        }
+    }
+
     /// Keeps at most about `keep` entries (0: all), dropping the oldest ones up to `upto`
     /// (never an entry that is not committed). Drops in steps of an eighth, so that the
     /// cost of moving the window is spread.
@@ -270,6 +291,11 @@ mod tests {
         );
         assert_eq!(log.proven_epoch(21), Some(4));
         assert_eq!(log.proven_epoch(22), None);
+        log.restamp(19, 6);
+        assert_eq!(
+            (log.proven_epoch(19), log.proven_epoch(20), log.last_epoch()),
+            (Some(3), Some(6), 6)
+        );
         log.reset_to(30, 9);
         assert_eq!(
             log.proven_epoch(12),

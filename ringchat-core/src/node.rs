@@ -85,6 +85,10 @@ pub struct Node {
     /// The highest commit point a leader told us of: while our history is shorter we are
     /// catching up, and a server catching up must not lead (it would serve a cut history).
     leader_commit: Seq,
+    /// The highest seq our history shares with a leader that had committed it (its commit
+    /// point, capped at the end of a batch we accepted from it): a new leader in quorum
+    /// mode starts from there instead of waiting for a new message to commit it again.
+    known_committed: Seq,
     /// We led a ring and handed it to another leader, which has not replicated to us yet:
     /// it may still be merging our history, so our clients wait before they move there.
     awaiting_merge: bool,
@@ -132,6 +136,7 @@ impl Node {
             draining: false,
             leader_commit: 0,
             awaiting_merge: false,
+            known_committed: 0,
             last_heard: HashMap::new(),
             known: HashMap::new(),
             watched: Vec::new(),
@@ -483,6 +488,8 @@ impl Node {
                 // Only a history that agrees with the leader's may take its commit point.
                 if accepted && self.is_follower_of(from) {
                     self.leader_commit = self.leader_commit.max(commit);
+                    let held = prev_seq + entries.len() as Seq;
+                    self.known_committed = self.known_committed.max(commit.min(held));
                 }
             }
             PeerBody::ReplicationAck {

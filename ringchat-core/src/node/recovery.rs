@@ -113,19 +113,31 @@ impl Node {
             return self.on_merge_entries(from, entries, last_seq);
         }
         let my_last = self.log.last_seq();
+        let quorum = self.cfg.mode.majority().is_some();
+        // Quorum mode: what we know to be committed (as a leader, or from batches a leader
+        // sent us) is in every later leader's history at its seq, perhaps re-issued in a
+        // newer epoch (`reissue_uncommitted`): there the same message is the same entry.
+        let committed = self
+            .commit_seq
+            .max(self.known_committed)
+            .min(my_last)
+            .max(self.log.base());
         let continues = match entries.first() {
             None => false,
             Some(first) if my_last == 0 => first.sequence_number == 1,
             Some(first) => {
-                first.sequence_number == my_last && Some(first.epoch) == self.log.epoch_at(my_last)
+                first.sequence_number == my_last
+                    && (Some(first.epoch) == self.log.epoch_at(my_last)
+                        || (quorum
+                            && my_last == committed
+                            && self.log.get(my_last).is_some_and(|e| {
+                                e.client_id == first.client_id && e.message_id == first.message_id
+                            })))
             }
         };
-        if !continues && self.cfg.mode.majority().is_some() {
-            // Quorum mode: our newest entries are not on the most up-to-date history, so
-            // they were never committed. Keep what we committed ourselves when we last led
-            // (a follower's record of its leader's commit point may run ahead of a history
-            // that had not been aligned yet), and pull again.
-            let committed = self.commit_seq.min(my_last).max(self.log.base());
+        if !continues && quorum {
+            // Our newest entries are not on the most up-to-date history, so they were never
+            // committed: keep what was, and pull again.
             if committed < my_last {
                 self.log.truncate(committed);
                 return self.request_entries(from);
@@ -178,12 +190,34 @@ impl Node {
             };
             self.align(id, state);
         }
+        if self.cfg.mode.majority().is_some() {
+            self.reissue_uncommitted();
+        }
         self.notice(Notice::LeaderReady {
             recovered: rec.recovered,
         });
         self.broadcast_ring();
         self.advance_commit();
         self.maybe_hand_off();
+    }
+
+    /// Quorum mode, once the followers are aligned: what earlier leaders committed (as far
+    /// as we know) stays committed; the rest of our history is re-issued in our epoch, so
+    /// that a majority storing it commits it (Raft counts only entries of the leader's own
+    /// term, and a new leader adds a no-op entry for that; we re-stamp instead of adding a
+    /// visible entry). Followers are sent the re-issued entries again.
+    fn reissue_uncommitted(&mut self) {
+        let last = self.log.last_seq();
+        let known = self.commit_seq.max(self.known_committed).min(last);
+        self.commit_seq = known;
+        if known == last || self.log.epoch_at(last) == Some(self.epoch) {
+            return;
+        }
+        self.log.restamp(known, self.epoch);
+        for p in self.followers.values_mut() {
+            p.match_seq = p.match_seq.min(known);
+            p.next_seq = p.next_seq.min(known + 1);
+        }
     }
 
     /// Sets where replication to a follower resumes, from what it reported: right after
