@@ -51,6 +51,9 @@ struct Recovery {
     deadline: Millis,
     pulling_from: Option<NodeId>,
     recovered: Seq,
+    /// Quorum mode: the pull in flight takes the most up-to-date history over ours entry by
+    /// entry, and its answer must start at this seq (see `recovery.rs`).
+    resync: Option<Seq>,
 }
 
 /// One server's view of the ring, the election and the history.

@@ -1471,6 +1471,13 @@ fn regression_quorum_partition_3() {
     quorum_partition_scenario(473117079165898642, 5, &[(2, 185), (3, 1140)], true);
 }
 
+/// A leader that re-issued entries an earlier leader had committed: the old leader, back,
+/// takes the re-issued copies over its own, so every server ends with the same entries.
+#[test]
+fn regression_quorum_partition_4() {
+    quorum_partition_scenario(0, 3, &[(2, 120), (1, 545)], true);
+}
+
 fn quorum_partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool) {
     let mut sim = Sim::new(seed, multicast);
     sim.cfg.mode = ReplicationMode::Quorum { cluster_size: n };

@@ -163,6 +163,7 @@ impl Node {
             deadline: now + 2 * self.cfg.replication_timeout,
             pulling_from: None,
             recovered: 0,
+            resync: None,
         });
         self.notice(Notice::RoleChanged);
         let succ = self.successor_id();

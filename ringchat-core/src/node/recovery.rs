@@ -61,19 +61,36 @@ impl Node {
     }
 
     fn request_entries(&mut self, from: NodeId) {
+        self.request_entries_from(from, self.log.last_seq().max(1), None);
+    }
+
+    fn request_entries_from(&mut self, from: NodeId, from_seq: Seq, resync: Option<Seq>) {
         let deadline = self.now + self.cfg.replication_timeout;
         if let Some(rec) = &mut self.recovery {
             rec.pulling_from = Some(from);
             rec.deadline = deadline;
+            rec.resync = resync;
         }
         self.send(
             from,
             PeerBody::SyncRequest {
                 epoch: self.epoch,
-                from_seq: self.log.last_seq().max(1),
+                from_seq,
                 limit: self.cfg.sync_chunk_size as u64,
             },
         );
+    }
+
+    /// Quorum mode: a chunk of the most up-to-date history that must start at `next`
+    /// replaces ours entry by entry (where a re-issue gave a committed entry a newer epoch,
+    /// we take that copy). Returns false if it does not fit (it starts elsewhere: the other
+    /// server dropped more than we did).
+    fn resync_chunk(&mut self, next: Seq, entries: &[ChatEntry]) -> bool {
+        let prev = next - 1;
+        let fits = entries.first().is_some_and(|e| e.sequence_number == next);
+        fits && self
+            .log
+            .accept_batch(prev, self.log.epoch_at(prev).unwrap_or(0), entries)
     }
 
     pub(super) fn on_sync_request(
@@ -112,6 +129,27 @@ impl Node {
         if pulling != Some(from) {
             return self.on_merge_entries(from, entries, last_seq);
         }
+        if let Some(next) = self.recovery.as_ref().and_then(|r| r.resync) {
+            let before = self.log.last_seq();
+            let ok = self.resync_chunk(next, &entries);
+            if let Some(rec) = &mut self.recovery {
+                rec.recovered += self.log.last_seq().saturating_sub(before);
+            }
+            let end = next + entries.len() as Seq;
+            return if ok && end <= last_seq {
+                // Until its newest entry, chunk by chunk, each one checked against the last.
+                self.request_entries_from(from, end, Some(end))
+            } else if ok {
+                if let Some(rec) = &mut self.recovery {
+                    rec.pulling_from = None;
+                    rec.resync = None;
+                }
+                self.check_recovery()
+            } else {
+                // It does not fit: pull from our newest entry as usual.
+                self.request_entries(from)
+            };
+        }
         let my_last = self.log.last_seq();
         let quorum = self.cfg.mode.majority().is_some();
         // Quorum mode: what we know to be committed (as a leader, or from batches a leader
@@ -135,13 +173,13 @@ impl Node {
                             })))
             }
         };
-        if !continues && quorum {
+        if !continues && quorum && committed < my_last {
             // Our newest entries are not on the most up-to-date history, so they were never
-            // committed: keep what was, and pull again.
-            if committed < my_last {
-                self.log.truncate(committed);
-                return self.request_entries(from);
-            }
+            // committed: keep what was, and take that history over ours from our window's
+            // start (its copies of what we hold may carry newer epochs).
+            self.log.truncate(committed);
+            let next = self.log.base() + 1;
+            return self.request_entries_from(from, next, Some(next));
         }
         let mut added = 0;
         if continues {
