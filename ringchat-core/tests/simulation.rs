@@ -1335,6 +1335,19 @@ fn a_merge_invalidates_the_losing_sides_views_only() {
     assert_eq!(loser_view, common + 20);
     assert!(!sim.node(3).view_invalidated(loser_view), "no merge yet");
     sim.heal();
+    // While the merge runs, a view beyond the common part shown so far is already gone.
+    let merging = |sim: &Sim| {
+        sim.node(3)
+            .followers()
+            .values()
+            .any(|p| p.state == ringchat_core::FollowerState::Merging)
+    };
+    let deadline = sim.now + 10_000;
+    while !merging(&sim) && sim.now < deadline {
+        sim.step();
+    }
+    assert!(merging(&sim), "the winner merges the losing side");
+    assert!(sim.node(3).view_invalidated(loser_view));
     assert_eq!(sim.run_until_settled(20_000), 3);
     sim.check_merged_histories();
     let winner = sim.node(3);

@@ -3,8 +3,12 @@
 //! the majority is back, writes work again and no acknowledged message is lost.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::Stdio;
 
+use ringchat_cluster_tests::bins::binaries;
 use ringchat_cluster_tests::cluster::Cluster;
+use ringchat_cluster_tests::process;
 use ringchat_cluster_tests::wait::{LONG, SHORT, wait_until};
 use ringchat_cluster_tests::wire::{WireClient, ping_request};
 use ringchat_cluster_tests::{NodeId, Seq, assert_acked_once};
@@ -101,4 +105,28 @@ fn a_lone_follower_elects_nobody() {
     acked.insert(id, seq);
     let history = cluster.wait_same_history(&[1, 2, 3], 4);
     assert_acked_once(&history, &acked);
+}
+
+#[test]
+fn quorum_mode_with_multicast_refuses_to_start_without_the_cluster_size() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut child = process::command(&binaries().ringchatd, None)
+        .args(["1", "--discovery", "multicast", "--admin-socket"])
+        .arg(dir.path().join("never.sock"))
+        .env("RINGCHAT_REPLICATION__MODE", "quorum")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringchatd");
+    let status = process::wait_exit(&mut child, SHORT).expect("exits at once");
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("replication.cluster_size"),
+        "the message names the key: {stderr}"
+    );
 }
