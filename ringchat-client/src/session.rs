@@ -330,6 +330,10 @@ impl Session {
             .messages
             .first()
             .map_or(page.last_sequence, |e| e.sequence_number.saturating_sub(1));
+        if diverged {
+            // Entries held back for a gap are numbered as the old history was.
+            self.order.drop_ahead();
+        }
         let mut out = Vec::new();
         self.order.rebase(base, &mut out);
         fx.events.extend(out.into_iter().map(Event::Entry));

@@ -135,6 +135,14 @@ pub enum Notice {
     },
     /// Our history was replaced by the leader's.
     HistoryReset,
+    /// A diverged follower's messages were merged into our history: client views from
+    /// `from` to `to` are no longer valid.
+    HistoriesMerged {
+        /// First sequence number where the merged side's history differed (or 1).
+        from: Seq,
+        /// The merged side's newest sequence number.
+        to: Seq,
+    },
 }
 
 /// Something the driver must do.

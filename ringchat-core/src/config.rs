@@ -28,6 +28,34 @@ pub struct CoreConfig {
     /// Entries of history kept in memory, at most (0: all). Only committed entries are ever
     /// dropped; a server that needs older ones is sent the retained window instead.
     pub history_retention: usize,
+    /// What a server does when it cannot reach a majority of the ring.
+    pub mode: ReplicationMode,
+}
+
+/// Consistency or availability under a partition: the operator's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplicationMode {
+    /// Every side of a partition keeps serving (a lone server leads a ring of one); the
+    /// sides' histories are merged when they meet again.
+    #[default]
+    Available,
+    /// A leader acknowledges a message only once a majority of the configured ring stores
+    /// it, and a side without a majority takes no writes: no merge ever has to reconcile
+    /// acknowledged messages.
+    Quorum {
+        /// Servers in the configured ring (the static peers and this one, or as configured).
+        cluster_size: usize,
+    },
+}
+
+impl ReplicationMode {
+    /// Servers that make a majority of the configured ring (`None`: available mode).
+    pub fn majority(self) -> Option<usize> {
+        match self {
+            ReplicationMode::Available => None,
+            ReplicationMode::Quorum { cluster_size } => Some(cluster_size / 2 + 1),
+        }
+    }
 }
 
 impl Default for CoreConfig {
@@ -43,6 +71,7 @@ impl Default for CoreConfig {
             max_inflight_entries: 4096,
             seeds: Vec::new(),
             history_retention: 0,
+            mode: ReplicationMode::Available,
         }
     }
 }

@@ -18,7 +18,7 @@ mod replication;
 mod ring;
 
 pub use action::{Action, ElectionTrigger, Input, Notice, Proposal, ProposeError, ProposeOutcome};
-pub use config::CoreConfig;
+pub use config::{CoreConfig, ReplicationMode};
 pub use election::{MAX_NODE_ID, epoch_initiator, epoch_round, next_epoch};
 pub use log::Log;
 pub use node::{Node, Role};

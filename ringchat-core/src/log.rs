@@ -19,7 +19,17 @@ pub struct Log {
     /// proposal) borrows the ids instead of allocating a key.
     index: HashMap<String, HashMap<String, Seq>>,
     bytes: usize,
+    /// Where each epoch's entries start, `(first_seq, epoch)` ascending, back to
+    /// `runs_from`. Trimming keeps them (a few bytes per election), so that a merge can
+    /// still tell whether an entry numbered below the window is ours: by the log matching
+    /// rule, equal `(seq, epoch)` means the same entry and the same history before it.
+    runs: Vec<(Seq, Epoch)>,
+    /// The first seq the runs cover (a reset window starts after its base).
+    runs_from: Seq,
 }
+
+/// Epoch runs kept at most; beyond that the oldest are forgotten.
+const MAX_EPOCH_RUNS: usize = 4096;
 
 impl Log {
     /// Sequence number of the newest entry (0 when empty).
@@ -51,6 +61,24 @@ impl Log {
         } else {
             self.get(seq).map(|e| e.epoch)
         }
+    }
+
+    /// Epoch of the entry this log holds or held at `seq`, dropped entries included, when
+    /// it still knows it (`None`: beyond the log, or before what its epoch record covers).
+    pub fn proven_epoch(&self, seq: Seq) -> Option<Epoch> {
+        if seq == 0 || seq >= self.base {
+            return self.epoch_at(seq);
+        }
+        if seq < self.runs_from.max(1) {
+            return None;
+        }
+        let i = self.runs.partition_point(|(first, _)| *first <= seq);
+        i.checked_sub(1).map(|i| self.runs[i].1)
+    }
+
+    /// Epoch of the newest dropped entry (0: nothing was dropped).
+    pub fn base_epoch(&self) -> Epoch {
+        self.base_epoch
     }
 
     /// Whether this log holds the entry `(seq, epoch)`, and so the same prefix as any log
@@ -88,6 +116,13 @@ impl Log {
             .entry(entry.client_id.clone())
             .or_default()
             .insert(entry.message_id.clone(), entry.sequence_number);
+        if self.runs.last().is_none_or(|(_, e)| *e != entry.epoch) {
+            if self.runs.len() >= MAX_EPOCH_RUNS {
+                self.runs.remove(0);
+                self.runs_from = self.runs.first().map_or(entry.sequence_number, |r| r.0);
+            }
+            self.runs.push((entry.sequence_number, entry.epoch));
+        }
         self.entries.push(entry);
     }
 
@@ -98,6 +133,10 @@ impl Log {
             self.bytes -= e.heap_bytes();
             Self::unindex(&mut self.index, &e);
         }
+        let last = self.last_seq();
+        while self.runs.last().is_some_and(|(first, _)| *first > last) {
+            self.runs.pop();
+        }
     }
 
     /// Forgets everything and continues after `base` (whose epoch is `base_epoch`): a
@@ -106,6 +145,29 @@ impl Log {
         self.truncate(self.base);
         self.base = base;
         self.base_epoch = base_epoch;
+        self.runs.clear();
+        self.runs_from = base + 1;
+    }
+
+    /// Gives every entry after `after` the epoch `epoch`, which must be newer than every
+    /// epoch held: a new leader in quorum mode re-issues what it cannot know to be
+    /// committed, so that a majority may count it (Raft commits by counting only entries
+    /// of the leader's own term).
+    pub fn restamp(&mut self, after: Seq, epoch: Epoch) {
+        let start = (after.saturating_sub(self.base) as usize).min(self.entries.len());
+        let first = self.base + start as Seq + 1;
+        if start == self.entries.len() {
+            return;
+        }
+        for e in &mut self.entries[start..] {
+            e.epoch = epoch;
+        }
+        while self.runs.last().is_some_and(|(f, _)| *f >= first) {
+            self.runs.pop();
+        }
+        if self.runs.last().is_none_or(|(_, e)| *e != epoch) {
+            self.runs.push((first, epoch));
+        }
     }
 
     /// Keeps at most about `keep` entries (0: all), dropping the oldest ones up to `upto`
@@ -222,7 +284,25 @@ mod tests {
             Some(13)
         );
         assert!(log.accept_batch(20, 3, &[e(21, 4, "n")]));
+        assert_eq!(
+            log.proven_epoch(4),
+            Some(3),
+            "dropped entries keep their epoch"
+        );
+        assert_eq!(log.proven_epoch(21), Some(4));
+        assert_eq!(log.proven_epoch(22), None);
+        log.restamp(19, 6);
+        assert_eq!(
+            (log.proven_epoch(19), log.proven_epoch(20), log.last_epoch()),
+            (Some(3), Some(6), 6)
+        );
         log.reset_to(30, 9);
+        assert_eq!(
+            log.proven_epoch(12),
+            None,
+            "a reset window proves nothing before it"
+        );
+        assert_eq!(log.proven_epoch(30), Some(9));
         assert_eq!((log.last_seq(), log.last_epoch(), log.len()), (30, 9, 0));
         assert!(log.accept_batch(30, 9, &[e(31, 9, "x")]));
     }

@@ -7,7 +7,7 @@ mod merge;
 mod recovery;
 mod replication;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use ringchat_proto::peer::{NodeInfo, PeerBody};
 use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
@@ -51,6 +51,9 @@ struct Recovery {
     deadline: Millis,
     pulling_from: Option<NodeId>,
     recovered: Seq,
+    /// Quorum mode: the pull in flight takes the most up-to-date history over ours entry by
+    /// entry, and its answer must start at this seq (see `recovery.rs`).
+    resync: Option<Seq>,
 }
 
 /// One server's view of the ring, the election and the history.
@@ -85,6 +88,13 @@ pub struct Node {
     /// The highest commit point a leader told us of: while our history is shorter we are
     /// catching up, and a server catching up must not lead (it would serve a cut history).
     leader_commit: Seq,
+    /// The highest seq our history shares with a leader that had committed it (its commit
+    /// point, capped at the end of a batch we accepted from it): a new leader in quorum
+    /// mode starts from there instead of waiting for a new message to commit it again.
+    known_committed: Seq,
+    /// We led a ring and handed it to another leader, which has not replicated to us yet:
+    /// it may still be merging our history, so our clients wait before they move there.
+    awaiting_merge: bool,
     last_heard: HashMap<NodeId, Millis>,
     /// How to reach every server we heard from, members or not: answers to a server we
     /// do not count in the ring (yet) still arrive.
@@ -97,6 +107,9 @@ pub struct Node {
     heartbeat_sent: HashMap<NodeId, (u64, Millis)>,
     followers: BTreeMap<NodeId, FollowerProgress>,
     recovery: Option<Recovery>,
+    /// Recent merges of diverged histories, `(from, to)`: client views in that range are
+    /// no longer valid (see [`Node::view_invalidated`]).
+    merges: VecDeque<(Seq, Seq)>,
     actions: Vec<Action>,
 }
 
@@ -125,6 +138,8 @@ impl Node {
             last_tick: None,
             draining: false,
             leader_commit: 0,
+            awaiting_merge: false,
+            known_committed: 0,
             last_heard: HashMap::new(),
             known: HashMap::new(),
             watched: Vec::new(),
@@ -134,6 +149,7 @@ impl Node {
             heartbeat_sent: HashMap::new(),
             followers: BTreeMap::new(),
             recovery: None,
+            merges: VecDeque::new(),
             actions: Vec::new(),
         }
     }
@@ -179,7 +195,7 @@ impl Node {
     pub fn propose(&mut self, now: Millis, p: Proposal) -> Result<ProposeOutcome, ProposeError> {
         self.now = self.now.max(now);
         match self.role {
-            Role::Leader if self.recovery.is_none() => {}
+            Role::Leader if self.is_serving_leader() => {}
             Role::Leader | Role::Candidate => return Err(ProposeError::NoLeader),
             Role::Follower => {
                 return Err(match &self.leader {
@@ -212,6 +228,7 @@ impl Node {
         self.cfg = CoreConfig {
             seeds: std::mem::take(&mut self.cfg.seeds),
             cluster: std::mem::take(&mut self.cfg.cluster),
+            mode: self.cfg.mode,
             ..cfg
         };
     }
@@ -270,7 +287,7 @@ impl Node {
     /// The actions produced since the last call. Replication batches are cut here, so that
     /// proposals fed in one go travel in one frame per follower.
     pub fn take_actions(&mut self) -> Vec<Action> {
-        if self.role == Role::Leader && self.recovery.is_none() {
+        if self.leads() {
             self.pump_replication();
         }
         std::mem::take(&mut self.actions)
@@ -296,9 +313,39 @@ impl Node {
         self.leader.as_ref()
     }
 
-    /// Whether this server leads and has finished recovery, i.e. takes client messages.
+    /// Whether this server leads and has finished recovery, and (in quorum mode) its ring
+    /// holds a majority of the configured servers: it takes client messages.
     pub fn is_serving_leader(&self) -> bool {
+        self.leads() && self.has_majority_view()
+    }
+
+    /// Whether we handed the ring we led to another leader that has not replicated to us
+    /// yet (it may be merging our history): our clients are sent there only afterwards, so
+    /// that it knows whether their view must be reset.
+    pub fn is_awaiting_merge(&self) -> bool {
+        self.awaiting_merge && self.role == Role::Follower
+    }
+
+    /// Quorum mode: whether this server leads a ring that lost its majority. It keeps its
+    /// ring and its clients (and serves what is committed), but takes no writes until the
+    /// majority is back.
+    pub fn is_leader_without_majority(&self) -> bool {
+        self.leads() && !self.has_majority_view()
+    }
+
+    /// Whether this server leads and has finished recovery. In quorum mode such a leader may
+    /// have lost its majority: it still replicates to its ring, but takes no writes.
+    fn leads(&self) -> bool {
         self.role == Role::Leader && self.recovery.is_none()
+    }
+
+    /// In quorum mode, whether our ring view holds a majority of the configured ring (in
+    /// available mode always): only then may we elect, lead, or take writes.
+    fn has_majority_view(&self) -> bool {
+        self.cfg
+            .mode
+            .majority()
+            .is_none_or(|m| self.ring.len() >= m)
     }
 
     /// The ring as this server sees it.
@@ -445,9 +492,13 @@ impl Node {
                 reset,
                 commit,
             } => {
-                self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset);
-                if self.is_follower_of(from) {
+                let accepted =
+                    self.on_replication_sync(from, epoch, prev_seq, prev_epoch, &entries, reset);
+                // Only a history that agrees with the leader's may take its commit point.
+                if accepted && self.is_follower_of(from) {
                     self.leader_commit = self.leader_commit.max(commit);
+                    let held = prev_seq + entries.len() as Seq;
+                    self.known_committed = self.known_committed.max(commit.min(held));
                 }
             }
             PeerBody::ReplicationAck {

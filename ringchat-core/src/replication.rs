@@ -43,6 +43,10 @@ pub struct FollowerProgress {
     /// While merging: the first of its entries that differs from ours. Replication resumes
     /// there, so the common part of its history is never thrown away and sent again.
     pub diverged_at: Seq,
+    /// While merging: the newest of its entries shown to be ours too (same seq and epoch,
+    /// or taken as they are). Replication can resume after it only if that is right before
+    /// `diverged_at`; otherwise its history is replaced from our window's start.
+    pub merge_common: Option<Seq>,
     /// Its newest entry as it last reported it (join request or report to a new leader).
     pub reported_last: Seq,
     /// The epoch of that entry.
@@ -64,6 +68,7 @@ impl FollowerProgress {
             pull_seq: 1,
             merge_prefix: true,
             diverged_at: 0,
+            merge_common: None,
             reported_last: 0,
             reported_epoch: 0,
             draining: false,
@@ -76,6 +81,7 @@ impl FollowerProgress {
         self.pull_seq = 1;
         self.merge_prefix = true;
         self.diverged_at = 0;
+        self.merge_common = None;
         self.waiting_since = Some(now);
     }
 

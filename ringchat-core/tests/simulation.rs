@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use proptest::prelude::*;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use ringchat_core::{Action, CoreConfig, Input, Node, Proposal, ProposeOutcome, Role};
+use ringchat_core::{
+    Action, CoreConfig, Input, Node, Proposal, ProposeOutcome, ReplicationMode, Role,
+};
 use ringchat_proto::peer::{NodeInfo, PeerBody, PeerMessage};
 use ringchat_proto::{Epoch, NodeId, Seq};
 
@@ -78,6 +80,10 @@ struct Sim {
     /// Messages a side's leader took during a partition: acknowledged once that leader
     /// commits them.
     pending_at: Vec<(NodeId, (String, String), Seq)>,
+    /// Every acknowledgement given, by sequence number and with the epoch of the leader
+    /// that gave it: in quorum mode no sequence number is ever acknowledged for two
+    /// messages.
+    acked_at: HashMap<Seq, ((String, String), Epoch)>,
 }
 
 impl Sim {
@@ -97,6 +103,7 @@ impl Sim {
             link_clock: HashMap::new(),
             frozen: HashSet::new(),
             pending_at: Vec::new(),
+            acked_at: HashMap::new(),
         }
     }
 
@@ -378,27 +385,33 @@ impl Sim {
             .into_iter()
             .filter(|id| self.node(*id).is_serving_leader())
             .collect();
-        let now = self.now;
         for (i, leader) in leaders.into_iter().enumerate() {
-            let key = (format!("client{i}"), format!("m{n}"));
-            let Some(Some(node)) = self.nodes.get_mut(&leader) else {
-                continue;
-            };
-            let r = node.propose(
-                now,
-                Proposal {
-                    client_id: key.0.clone(),
-                    message_id: key.1.clone(),
-                    username: "u".into(),
-                    content: key.1.clone(),
-                    timestamp: 0.0,
-                },
-            );
-            if let Ok(ProposeOutcome::Appended(seq)) = r {
-                self.pending_at.push((leader, key.clone(), seq));
-            }
-            self.flush(leader);
+            self.send_to(leader, &format!("client{i}"), n);
         }
+    }
+
+    /// A client of one side sends a new message to that side's leader; it counts as
+    /// acknowledged once that leader commits it.
+    fn send_to(&mut self, leader: NodeId, client: &str, n: usize) {
+        let key = (client.to_string(), format!("m{n}"));
+        let now = self.now;
+        let Some(Some(node)) = self.nodes.get_mut(&leader) else {
+            return;
+        };
+        let r = node.propose(
+            now,
+            Proposal {
+                client_id: key.0.clone(),
+                message_id: key.1.clone(),
+                username: "u".into(),
+                content: key.1.clone(),
+                timestamp: 0.0,
+            },
+        );
+        if let Ok(ProposeOutcome::Appended(seq)) = r {
+            self.pending_at.push((leader, key, seq));
+        }
+        self.flush(leader);
     }
 
     /// Clients resend every unacknowledged message with its original id.
@@ -437,18 +450,22 @@ impl Sim {
     fn record_acks(&mut self) {
         // Messages taken by a partition's leader count as acknowledged once it commits them.
         let mut acked = Vec::new();
+        let quorum = self.cfg.mode != ReplicationMode::Available;
         self.pending_at
             .retain(|(leader, key, seq)| match self.nodes.get(leader) {
                 Some(Some(node)) if node.is_serving_leader() && node.commit_seq() >= *seq => {
                     if node.log().find(&key.0, &key.1) == Some(*seq) {
-                        acked.push((key.clone(), *seq));
+                        acked.push((key.clone(), *seq, node.epoch()));
                     }
                     false
                 }
                 Some(Some(node)) => node.is_serving_leader(),
                 _ => false,
             });
-        for (key, seq) in acked {
+        for (key, seq, epoch) in acked {
+            if quorum {
+                self.note_ack(&key, seq, epoch);
+            }
             self.msgs.push(ClientMsg {
                 key,
                 acked_seq: Some(seq),
@@ -468,9 +485,26 @@ impl Sim {
                 acks.push((i, seq));
             }
         }
+        let epoch = node.epoch();
         for (i, seq) in acks {
             self.msgs[i].acked_seq = Some(seq);
+            if quorum {
+                let key = self.msgs[i].key.clone();
+                self.note_ack(&key, seq, epoch);
+            }
         }
+    }
+
+    /// Quorum mode: an acknowledgement is final, so no sequence number is ever acknowledged
+    /// for two different messages, on whatever side of a partition.
+    fn note_ack(&mut self, key: &(String, String), seq: Seq, epoch: Epoch) {
+        if let Some((other, other_epoch)) = self.acked_at.get(&seq) {
+            assert_eq!(
+                other, key,
+                "seq {seq} acknowledged for {other:?} (epoch {other_epoch}) and {key:?} (epoch {epoch})"
+            );
+        }
+        self.acked_at.insert(seq, (key.clone(), epoch));
     }
 
     /// Invariant 3 (and 5): after the ring settled, every acknowledged message is in every
@@ -1042,6 +1076,17 @@ proptest! {
     ) {
         crash_scenario(seed, n, &faults);
     }
+
+    /// The same in quorum mode: every acknowledged message stays at its sequence number,
+    /// and no sequence number is acknowledged for two messages.
+    #[test]
+    fn quorum_survives_random_crashes(
+        seed in any::<u64>(),
+        n in 3usize..6,
+        faults in proptest::collection::vec((0u64..400, any::<bool>()), 1..6),
+    ) {
+        crash_scenario_in(ReplicationMode::Quorum { cluster_size: n }, seed, n, &faults);
+    }
 }
 
 proptest! {
@@ -1062,6 +1107,13 @@ proptest! {
 
 fn partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool) {
     let mut sim = Sim::new(seed, multicast);
+    run_partitions(&mut sim, n, cuts);
+    sim.check_merged_histories();
+}
+
+/// Starts `n` servers, cuts and heals the ring as `cuts` says with clients on every side,
+/// and waits until one leader (the highest id) serves one history.
+fn run_partitions(sim: &mut Sim, n: usize, cuts: &[(u64, u64)]) {
     let ids: Vec<NodeId> = (1..=n as NodeId).collect();
     for id in &ids {
         sim.start(*id);
@@ -1094,11 +1146,15 @@ fn partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool)
     }
     let leader = sim.run_until_settled(30_000);
     assert_eq!(leader, n as NodeId);
-    sim.check_merged_histories();
 }
 
 fn crash_scenario(seed: u64, n: usize, faults: &[(u64, bool)]) {
+    crash_scenario_in(ReplicationMode::Available, seed, n, faults);
+}
+
+fn crash_scenario_in(mode: ReplicationMode, seed: u64, n: usize, faults: &[(u64, bool)]) {
     let mut sim = Sim::new(seed, true);
+    sim.cfg.mode = mode;
     let ids: Vec<NodeId> = (1..=n as NodeId).collect();
     for id in &ids {
         sim.start(*id);
@@ -1124,12 +1180,320 @@ fn crash_scenario(seed: u64, n: usize, faults: &[(u64, bool)]) {
             }
         } else {
             let v = live[(seed as usize + msg) % live.len()];
-            if sim.safe_to_crash(v) {
+            // In quorum mode a ring that lost its majority for good stops taking writes.
+            let keeps_majority = mode.majority().is_none_or(|m| live.len() > m);
+            if sim.safe_to_crash(v) && keeps_majority {
                 sim.crash(v);
             }
         }
         sim.run_for(20);
     }
+    if mode != ReplicationMode::Available {
+        // Entries a new leader adopted from an older epoch are acknowledged with the first
+        // message of its own epoch (or once every server stores them): a client sends one.
+        sim.client_send(msg);
+    }
     sim.run_until_settled(30_000);
+    sim.check_histories();
+}
+
+/// ARCHITECTURE.md section 9's case: with a retention limit, the winner of a partition
+/// took far more messages than its window holds, numbered past everything the losing side
+/// took. Every message acknowledged on the losing side must still be merged, once.
+#[test]
+fn regression_retention_merge_keeps_the_losing_side() {
+    for (seed, multicast) in [(71, true), (72, false), (73, true), (74, false)] {
+        retention_merge_scenario(seed, multicast, 300, 20);
+    }
+}
+
+/// The losing side took more than its own window after the partition point: what it still
+/// holds is merged, and nothing is stored twice.
+#[test]
+fn retention_merge_with_both_sides_beyond_the_window() {
+    retention_merge_scenario(75, true, 400, 100);
+    retention_merge_scenario(76, false, 130, 125);
+}
+
+fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, loser_msgs: usize) {
+    let mut sim = Sim::new(seed, multicast);
+    sim.cfg.history_retention = 120;
+    for id in 1..=3 {
+        sim.start(id);
+    }
+    assert_eq!(sim.run_until_settled(5_000), 3);
+    for i in 0..30 {
+        sim.client_send(i);
+        sim.step();
+    }
+    sim.run_until_settled(5_000);
+    sim.partition(&[1, 2]);
+    sim.run_for(3_000);
+    assert!(
+        sim.node(2).is_serving_leader(),
+        "seed {seed}: side {{1, 2}} leads"
+    );
+    assert!(
+        sim.node(3).is_serving_leader(),
+        "seed {seed}: side {{3}} leads"
+    );
+    for i in 0..winner_msgs.max(loser_msgs) {
+        if i < winner_msgs {
+            sim.send_to(3, "winner", i);
+        }
+        if i < loser_msgs {
+            sim.send_to(2, "loser", i);
+        }
+        if i % 5 == 0 {
+            sim.step();
+        }
+    }
+    sim.run_for(500);
+    let loser_acked: Vec<(String, String)> = sim
+        .msgs
+        .iter()
+        .filter(|m| m.key.0 == "loser" && m.acked_seq.is_some())
+        .map(|m| m.key.clone())
+        .collect();
+    assert_eq!(
+        loser_acked.len(),
+        loser_msgs,
+        "seed {seed}: all acked on {{1, 2}}"
+    );
+    // What the losing side still holds at the heal is what can be merged.
+    let held: Vec<(String, String)> = loser_acked
+        .iter()
+        .filter(|k| sim.node(2).log().find(&k.0, &k.1).is_some())
+        .cloned()
+        .collect();
+    sim.heal();
+    assert_eq!(sim.run_until_settled(20_000), 3, "seed {seed}");
+    let live = sim.live();
+    let leader_log = sim.node(3).log();
+    let base = live
+        .iter()
+        .map(|id| sim.node(*id).log().base())
+        .max()
+        .unwrap();
+    for id in &live {
+        let log = sim.node(*id).log();
+        assert_eq!(log.last_seq(), leader_log.last_seq(), "seed {seed}: {id}");
+        let mut seen = HashSet::new();
+        for seq in base + 1..=log.last_seq() {
+            let e = log.get(seq).unwrap();
+            assert_eq!(Some(e), leader_log.get(seq), "seed {seed}: {id} at {seq}");
+            assert!(
+                seen.insert((e.client_id.clone(), e.message_id.clone())),
+                "twice"
+            );
+        }
+        // The merged messages come last; the window of the merged history (120) then holds
+        // the newest of them at least.
+        for k in held.iter().rev().take(100) {
+            assert!(
+                log.find(&k.0, &k.1).is_some(),
+                "seed {seed}: {k:?}, acked on the losing side, lost on {id}"
+            );
+        }
+    }
+    if loser_msgs < 120 {
+        assert_eq!(
+            held.len(),
+            loser_msgs,
+            "seed {seed}: the losing side kept them all"
+        );
+    }
+}
+
+/// After a merge the winner knows which client views are gone: a client of the losing side
+/// that holds messages past the point where the sides diverged must be reset, a client that
+/// holds only the common history must not.
+#[test]
+fn a_merge_invalidates_the_losing_sides_views_only() {
+    let mut sim = Sim::new(81, true);
+    for id in 1..=3 {
+        sim.start(id);
+    }
+    sim.run_until_settled(5_000);
+    for i in 0..10 {
+        sim.client_send(i);
+        sim.step();
+    }
+    sim.run_until_settled(5_000);
+    let common = sim.node(3).log().last_seq();
+    sim.partition(&[1, 2]);
+    sim.run_for(3_000);
+    for i in 0..30 {
+        sim.send_to(3, "winner", i);
+        if i < 20 {
+            sim.send_to(2, "loser", i);
+        }
+        sim.step();
+    }
+    sim.run_for(500);
+    let loser_view = sim.node(2).commit_seq();
+    assert_eq!(loser_view, common + 20);
+    assert!(!sim.node(3).view_invalidated(loser_view), "no merge yet");
+    sim.heal();
+    // While the merge runs, a view beyond the common part shown so far is already gone.
+    let merging = |sim: &Sim| {
+        sim.node(3)
+            .followers()
+            .values()
+            .any(|p| p.state == ringchat_core::FollowerState::Merging)
+    };
+    let deadline = sim.now + 10_000;
+    while !merging(&sim) && sim.now < deadline {
+        sim.step();
+    }
+    assert!(merging(&sim), "the winner merges the losing side");
+    assert!(sim.node(3).view_invalidated(loser_view));
+    assert_eq!(sim.run_until_settled(20_000), 3);
+    sim.check_merged_histories();
+    let winner = sim.node(3);
+    assert!(winner.view_invalidated(loser_view));
+    assert!(winner.view_invalidated(common + 1));
+    assert!(
+        !winner.view_invalidated(common),
+        "the common history is still valid"
+    );
+    assert!(
+        !winner.view_invalidated(common + 30),
+        "the winner's own clients' views beyond the merged side stay valid"
+    );
+}
+
+fn quorum_sim(seed: u64, multicast: bool, n: usize) -> Sim {
+    let mut sim = Sim::new(seed, multicast);
+    sim.cfg.mode = ReplicationMode::Quorum { cluster_size: n };
+    for id in 1..=n as NodeId {
+        sim.start(id);
+    }
+    sim
+}
+
+/// Quorum mode: a leader whose followers are stopped takes no writes and gives no
+/// acknowledgement; once they are back it serves again, with nothing lost.
+#[test]
+fn quorum_leader_without_a_majority_refuses_writes() {
+    for (seed, multicast) in [(91, true), (92, false)] {
+        let mut sim = quorum_sim(seed, multicast, 3);
+        assert_eq!(sim.run_until_settled(5_000), 3);
+        for i in 0..10 {
+            sim.client_send(i);
+            sim.step();
+        }
+        sim.run_until_settled(5_000);
+        sim.frozen.insert(1);
+        sim.frozen.insert(2);
+        // Sent just as the followers stop: stored on the leader only, never acknowledged.
+        sim.send_to(3, "late", 0);
+        sim.run_for(2_000);
+        assert!(!sim.node(3).is_serving_leader(), "seed {seed}");
+        assert_eq!(
+            sim.node(3).role(),
+            Role::Leader,
+            "seed {seed}: it keeps its ring"
+        );
+        assert!(sim.msgs.iter().all(|m| m.key.0 != "late"), "seed {seed}");
+        let now = sim.now;
+        let r = sim.nodes.get_mut(&3).unwrap().as_mut().unwrap().propose(
+            now,
+            Proposal {
+                client_id: "c".into(),
+                message_id: "x".into(),
+                username: "u".into(),
+                content: "x".into(),
+                timestamp: 0.0,
+            },
+        );
+        assert_eq!(r, Err(ringchat_core::ProposeError::NoLeader), "seed {seed}");
+        sim.thaw(1);
+        sim.thaw(2);
+        for i in 10..20 {
+            sim.client_send(i);
+            sim.step();
+        }
+        assert_eq!(sim.run_until_settled(10_000), 3, "seed {seed}");
+        sim.check_histories();
+    }
+}
+
+/// Quorum mode: a server cut off alone never leads, whatever its id.
+#[test]
+fn quorum_minority_elects_no_leader() {
+    let mut sim = quorum_sim(93, true, 5);
+    assert_eq!(sim.run_until_settled(5_000), 5);
+    sim.partition(&[4, 5]);
+    sim.run_for(4_000);
+    assert!(!sim.node(5).is_serving_leader() && !sim.node(4).is_serving_leader());
+    assert!(
+        sim.node(3).is_serving_leader(),
+        "the majority {{1, 2, 3}} leads"
+    );
+    for i in 0..20 {
+        sim.send_to(3, "majority", i);
+        sim.step();
+    }
+    sim.run_for(500);
+    sim.heal();
+    assert_eq!(sim.run_until_settled(20_000), 5);
+    sim.check_histories();
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    /// Quorum mode under partitions and heals: no sequence number is acknowledged for two
+    /// messages, and every acknowledged message keeps its sequence number on every server
+    /// (so no merge ever had to renumber an acknowledged message).
+    #[test]
+    fn quorum_partitions_never_reconcile_acked_messages(
+        seed in any::<u64>(),
+        n in 3usize..6,
+        cuts in proptest::collection::vec((1u64..5, 100u64..1500), 1..4),
+        multicast in any::<bool>(),
+    ) {
+        quorum_partition_scenario(seed, n, &cuts, multicast);
+    }
+}
+
+/// Followers that rejoin caught up complete the leader's majority: the commit point must
+/// move then, not only on the next acknowledgement.
+#[test]
+fn regression_quorum_partition_1() {
+    quorum_partition_scenario(1652977559667763460, 4, &[(3, 410)], true);
+}
+
+/// A leader on a minority whose epoch a joiner raised must step down, not lead on in the
+/// joiner's epoch (two leaders in one epoch).
+#[test]
+fn regression_quorum_partition_2() {
+    quorum_partition_scenario(
+        3821207231170431738,
+        4,
+        &[(1, 165), (3, 395), (2, 460)],
+        false,
+    );
+}
+
+/// The side that took the highest id's majority away acknowledged messages; the old
+/// leader, back with a longer history from an older epoch, must take theirs, not merge it.
+#[test]
+fn regression_quorum_partition_3() {
+    quorum_partition_scenario(473117079165898642, 5, &[(2, 185), (3, 1140)], true);
+}
+
+/// A leader that re-issued entries an earlier leader had committed: the old leader, back,
+/// takes the re-issued copies over its own, so every server ends with the same entries.
+#[test]
+fn regression_quorum_partition_4() {
+    quorum_partition_scenario(0, 3, &[(2, 120), (1, 545)], true);
+}
+
+fn quorum_partition_scenario(seed: u64, n: usize, cuts: &[(u64, u64)], multicast: bool) {
+    let mut sim = Sim::new(seed, multicast);
+    sim.cfg.mode = ReplicationMode::Quorum { cluster_size: n };
+    run_partitions(&mut sim, n, cuts);
     sim.check_histories();
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use ringchat_core::{CoreConfig, MAX_NODE_ID};
+use ringchat_core::{CoreConfig, MAX_NODE_ID, ReplicationMode};
 use ringchat_proto::NodeId;
 use ringchat_proto::auth::ClusterKey;
 use ringchat_proto::peer::NodeInfo;
@@ -123,6 +123,17 @@ impl Default for TimingSection {
 struct ReplicationSection {
     sync_chunk_size: usize,
     max_inflight_entries: u64,
+    mode: ModeKey,
+    cluster_size: Option<usize>,
+}
+
+/// `replication.mode`: keep serving on every side of a partition, or only with a majority.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ModeKey {
+    #[default]
+    Available,
+    Quorum,
 }
 
 impl Default for ReplicationSection {
@@ -131,6 +142,8 @@ impl Default for ReplicationSection {
         Self {
             sync_chunk_size: core.sync_chunk_size,
             max_inflight_entries: core.max_inflight_entries,
+            mode: ModeKey::Available,
+            cluster_size: None,
         }
     }
 }
@@ -329,6 +342,7 @@ impl Settings {
                     _ => true,
                 },
             ),
+            ("replication.mode", self.core.mode != new.core.mode),
             ("discovery.mode", self.discovery != new.discovery),
             (
                 "discovery.multicast_group",
@@ -532,6 +546,7 @@ fn resolve(args: &Args, file: FileConfig) -> anyhow::Result<Settings> {
         max_inflight_entries: r.max_inflight_entries,
         seeds: peers.clone(),
         history_retention: file.limits.history_retention,
+        mode: replication_mode(r, &address, port, &peers)?,
     };
     let admin_mode = match file.admin.mode.as_str() {
         "0600" | "600" => 0o600,
@@ -620,6 +635,39 @@ fn cluster_key(secret: Option<Secret>, file: Option<&Path>) -> anyhow::Result<Op
     parsed.map(Some).map_err(|e| {
         anyhow::anyhow!("{key}: {e} (use a random string, e.g. `openssl rand -hex 32`)")
     })
+}
+
+/// Quorum mode needs the size of the configured ring: the static peers (and this server,
+/// if it is not among them), or `replication.cluster_size`, which multicast discovery
+/// cannot do without.
+fn replication_mode(
+    r: &ReplicationSection,
+    address: &str,
+    port: u16,
+    peers: &[(String, u16)],
+) -> anyhow::Result<ReplicationMode> {
+    if r.mode == ModeKey::Available {
+        if r.cluster_size.is_some() {
+            bail!("replication.cluster_size: only used with replication.mode = \"quorum\"");
+        }
+        return Ok(ReplicationMode::Available);
+    }
+    let me = resolve_addr(address, port).ok();
+    let listed = peers.iter().any(|(host, p)| {
+        (host == address && *p == port) || (me.is_some() && resolve_addr(host, *p).ok() == me)
+    });
+    let cluster_size = match r.cluster_size {
+        Some(n) => n,
+        None if peers.is_empty() => bail!(
+            "replication.cluster_size: required with replication.mode = \"quorum\" and \
+             multicast discovery (the number of servers in the cluster)"
+        ),
+        None => peers.len() + usize::from(!listed),
+    };
+    if !(1..=1024).contains(&cluster_size) {
+        bail!("replication.cluster_size: must be between 1 and 1024, not {cluster_size}");
+    }
+    Ok(ReplicationMode::Quorum { cluster_size })
 }
 
 /// Seconds (as in the prototype's config) to milliseconds, refusing nonsense.
@@ -761,6 +809,44 @@ mod tests {
         assert_eq!(applied, ["log.level", "timing.heartbeat_interval"]);
         assert_eq!(restart, ["node.port", "node.client_port"]);
         assert_eq!(old.reload_diff(&old), (vec![], vec![]));
+    }
+
+    #[test]
+    fn quorum_mode_knows_the_size_of_the_ring() {
+        let mode = |a: &[&str], toml: &str| resolve(&args(a), file(toml)).map(|s| s.core.mode);
+        let quorum = "[replication]\nmode = \"quorum\"\n";
+        assert_eq!(mode(&["1"], "").unwrap(), ReplicationMode::Available);
+        let peers = [
+            "1",
+            "--port",
+            "5001",
+            "--peer",
+            "127.0.0.1:5002",
+            "--peer",
+            "127.0.0.1:5003",
+        ];
+        assert_eq!(
+            mode(&peers, quorum).unwrap(),
+            ReplicationMode::Quorum { cluster_size: 3 },
+            "the peers and this server"
+        );
+        let mut listed = peers.to_vec();
+        listed.extend(["--peer", "127.0.0.1:5001"]);
+        assert_eq!(
+            mode(&listed, quorum).unwrap(),
+            ReplicationMode::Quorum { cluster_size: 3 },
+            "this server among the peers"
+        );
+        let err = format!("{:#}", mode(&["1"], quorum).unwrap_err());
+        assert!(err.contains("replication.cluster_size"), "{err}");
+        assert_eq!(
+            mode(
+                &["1"],
+                "[replication]\nmode = \"quorum\"\ncluster_size = 5\n"
+            )
+            .unwrap(),
+            ReplicationMode::Quorum { cluster_size: 5 }
+        );
     }
 
     #[test]

@@ -144,10 +144,17 @@ impl Cluster {
 
     /// Starts node `id` (again, after a stop or kill: same ports, socket and log file).
     pub fn start(&self, id: NodeId) {
+        self.start_with(id, None, &[]);
+    }
+
+    /// Starts node `id` with `--peer` for exactly `peers` (all other nodes: `None`) and
+    /// `env` set: sides that know nothing of each other, or `RINGCHAT_*` settings that have
+    /// no flag.
+    pub fn start_with(&self, id: NodeId, peers: Option<&[NodeId]>, env: &[(&str, &str)]) {
         let mut nodes = self.nodes();
         let peers: Vec<u16> = nodes
             .iter()
-            .filter(|(other, _)| **other != id)
+            .filter(|(other, _)| **other != id && peers.is_none_or(|p| p.contains(other)))
             .map(|(_, n)| n.ports.ring)
             .collect();
         let node = nodes.get_mut(&id).expect("unknown node");
@@ -193,6 +200,7 @@ impl Cluster {
                     .args(["--cluster", cluster]);
             }
         }
+        cmd.envs(env.iter().copied());
         let stdout: File = log.try_clone().expect("log file");
         let child = cmd
             .stdin(Stdio::null())

@@ -13,6 +13,15 @@ use crate::replication::FollowerProgress;
 impl Node {
     /// Starts a new round with an epoch above every epoch seen.
     pub(crate) fn start_election(&mut self, trigger: ElectionTrigger) {
+        if !self.has_majority_view() {
+            // Quorum mode: a minority elects nobody (and raises no epoch); it keeps asking
+            // to join a ring until it sees a majority. A leader asked to step aside (or
+            // whose epoch a joiner raised) steps down instead of leading on.
+            if self.role != Role::Follower || self.leader.is_some() {
+                self.become_leaderless();
+            }
+            return;
+        }
         let epoch = next_epoch(self.epoch.max(self.seen_epoch), self.me.id);
         self.notice(Notice::ElectionStarted { trigger, epoch });
         self.enter_round(epoch, true);
@@ -36,6 +45,7 @@ impl Node {
     fn enter_round(&mut self, epoch: Epoch, participant: bool) {
         let was = (self.role, self.leader.as_ref().map(|l| l.id));
         self.epoch = epoch;
+        self.awaiting_merge = false;
         self.forwarded = (0, 0);
         self.role = Role::Candidate;
         self.leader = None;
@@ -128,6 +138,10 @@ impl Node {
     }
 
     fn win(&mut self, epoch: Epoch) {
+        if !self.has_majority_view() {
+            // Our view shrank during the round (quorum mode): no leader on a minority.
+            return self.become_leaderless();
+        }
         // The commit point never falls back while we lead, but our history may have been
         // replaced since we last led (a reset from another leader): what we no longer hold
         // cannot count as committed.
@@ -153,6 +167,7 @@ impl Node {
             deadline: now + 2 * self.cfg.replication_timeout,
             pulling_from: None,
             recovered: 0,
+            resync: None,
         });
         self.notice(Notice::RoleChanged);
         let succ = self.successor_id();

@@ -102,6 +102,10 @@ impl Node {
         if self.role == Role::Leader && node.id > self.me.id {
             return self.yield_to(node);
         }
+        if self.role == Role::Follower && self.leader.is_none() {
+            // We look for a ring (in quorum mode a minority elects nobody): here is one.
+            return self.send_info(&node, self.join_request());
+        }
         let leader = self.leader.clone();
         self.send_info(&node, self.join_answer(leader, false));
     }
@@ -285,6 +289,7 @@ impl Node {
 
     /// Tells the members of the ring we led to join `leader`.
     pub(super) fn redirect_followers(&mut self, leader: &NodeInfo) {
+        self.awaiting_merge = true;
         let redirect = self.join_answer(Some(leader.clone()), false);
         let members: Vec<NodeId> = self
             .ring

@@ -38,7 +38,7 @@ impl Node {
         entries: Vec<ChatEntry>,
         last_seq: Seq,
     ) {
-        if !self.is_serving_leader() {
+        if !self.leads() {
             return;
         }
         let Some(p) = self.followers.get(&from) else {
@@ -60,23 +60,35 @@ impl Node {
         let got = entries.len() as Seq;
         let mut prefix = p.merge_prefix;
         let mut diverged_at = p.diverged_at;
+        // An answer from seq 1 shows that the empty prefix is common.
+        let mut common = p.merge_common.or((start == 1).then_some(0));
         for e in entries {
             let seq = e.sequence_number;
-            if seq <= self.log.base() {
-                continue; // dropped from our window: committed long ago, taken as the same
-            }
-            if prefix && self.log.matches(seq, e.epoch) {
-                continue; // the same entry: our histories agree so far
-            }
             let known = self.log.find(&e.client_id, &e.message_id).is_some();
-            if prefix && !known && seq == self.log.last_seq() + 1 {
-                // It continues our history: take it as it is (same number, same epoch).
-                self.log.append(e);
-                continue;
-            }
             if prefix {
-                prefix = false;
-                diverged_at = seq;
+                match self.log.proven_epoch(seq) {
+                    // The same entry (log matching), even if we dropped ours since.
+                    Some(epoch) if epoch == e.epoch => {
+                        common = Some(seq);
+                        continue;
+                    }
+                    // Below our window and older than our epoch record: it cannot be placed,
+                    // and is taken as the common history we dropped (see ARCHITECTURE.md 9).
+                    None if seq <= self.log.base() && e.epoch <= self.log.base_epoch() => {
+                        common = Some(seq);
+                        continue;
+                    }
+                    None if !known && seq == self.log.last_seq() + 1 => {
+                        // It continues our history: take it as it is (same number, epoch).
+                        self.log.append(e);
+                        common = Some(seq);
+                        continue;
+                    }
+                    _ => {
+                        prefix = false;
+                        diverged_at = seq;
+                    }
+                }
             }
             if !known {
                 let seq = self.log.last_seq() + 1;
@@ -94,29 +106,65 @@ impl Node {
         };
         p.merge_prefix = prefix;
         p.diverged_at = diverged_at;
+        p.merge_common = common;
         if got > 0 && next <= last_seq {
             p.pull_seq = next;
             p.waiting_since = Some(now);
             return self.request_merge_chunk(from, next);
         }
         // All of its messages are ours now. Where its history is a prefix of ours it just
-        // continues; otherwise it is replaced by ours.
+        // continues; otherwise it is replaced by ours, from where the two agree if that is
+        // shown, else from our window's start.
         p.state = FollowerState::Syncing;
-        p.reset = false;
-        p.match_seq = if prefix {
-            (start + got).saturating_sub(1)
+        let resume = if prefix {
+            common
         } else {
-            // Its history agrees with ours before `diverged_at`: overwrite from there.
-            diverged_at.saturating_sub(1)
+            common.filter(|c| *c + 1 == diverged_at)
         };
+        p.reset = resume.is_none();
+        p.match_seq = resume.unwrap_or(0);
         p.next_seq = p.match_seq + 1;
         p.waiting_since = Some(now);
-        let caught_up = !p.reset && p.next_seq > self.log.last_seq();
-        if caught_up {
+        if !p.reset && p.next_seq > self.log.last_seq() {
             p.state = FollowerState::Replicating;
             p.waiting_since = None;
         }
+        if !prefix {
+            // Clients that hold its history from where it differs hold a view that is gone.
+            self.record_merge(resume.map_or(1, |c| c + 1), last_seq);
+        }
         self.advance_commit();
         self.maybe_hand_off();
+    }
+
+    /// Remembers (a bounded number of) merges: a client whose `from_sequence` lies in
+    /// `from..=to` may hold the merged side's history, which was renumbered.
+    fn record_merge(&mut self, from: Seq, to: Seq) {
+        const MAX_MERGES: usize = 16;
+        if from > to {
+            return;
+        }
+        if self.merges.len() >= MAX_MERGES {
+            self.merges.pop_front();
+        }
+        self.merges.push_back((from, to));
+        self.notice(crate::Notice::HistoriesMerged { from, to });
+    }
+
+    /// Whether a client that holds the history up to `from_sequence` may hold a side's
+    /// history that a merge renumbered, so that it must drop it (`reset: true`). Histories
+    /// agree below the point where they diverged; from there up to the merged side's
+    /// newest entry, a view cannot be told apart from ours by its number alone, and is
+    /// replaced to be safe. While a merge runs, every view beyond what is shown common so
+    /// far counts as gone.
+    pub fn view_invalidated(&self, from_sequence: Seq) -> bool {
+        let merging = self.followers.values().any(|p| {
+            p.state == FollowerState::Merging && from_sequence > p.merge_common.unwrap_or(0)
+        });
+        merging
+            || self
+                .merges
+                .iter()
+                .any(|(from, to)| (*from..=*to).contains(&from_sequence))
     }
 }

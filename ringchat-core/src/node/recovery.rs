@@ -22,33 +22,75 @@ impl Node {
         {
             return;
         }
-        let my_last = self.log.last_seq();
-        let ahead = self
-            .followers
-            .iter()
-            .filter(|(_, p)| p.reported_last > my_last)
-            .max_by_key(|(id, p)| (p.reported_last, **id))
-            .map(|(id, _)| *id);
+        let ahead = match self.cfg.mode.majority() {
+            None => {
+                let my_last = self.log.last_seq();
+                self.followers
+                    .iter()
+                    .filter(|(_, p)| p.reported_last > my_last)
+                    .max_by_key(|(id, p)| (p.reported_last, **id))
+                    .map(|(id, _)| *id)
+            }
+            // Quorum mode, as in Raft: the most up-to-date history (newest last epoch, then
+            // longest) holds every committed entry, and ours is made the same.
+            Some(_) => {
+                let mine = (self.log.last_epoch(), self.log.last_seq());
+                self.followers
+                    .iter()
+                    .filter(|(_, p)| p.reported_last > 0 && p.reported_epoch != Epoch::MAX)
+                    .filter(|(_, p)| (p.reported_epoch, p.reported_last) > mine)
+                    .max_by_key(|(id, p)| (p.reported_epoch, p.reported_last, **id))
+                    .map(|(id, _)| *id)
+            }
+        };
         match ahead {
             Some(id) => self.request_entries(id),
-            None => self.finish_recovery(),
+            None => {
+                if let Some(majority) = self.cfg.mode.majority()
+                    && self.followers.len() + 1 < majority
+                {
+                    // Without reports from a majority we cannot know what was committed.
+                    if self.ring.len() < majority {
+                        self.become_leaderless();
+                    }
+                    return;
+                }
+                self.finish_recovery()
+            }
         }
     }
 
     fn request_entries(&mut self, from: NodeId) {
+        self.request_entries_from(from, self.log.last_seq().max(1), None);
+    }
+
+    fn request_entries_from(&mut self, from: NodeId, from_seq: Seq, resync: Option<Seq>) {
         let deadline = self.now + self.cfg.replication_timeout;
         if let Some(rec) = &mut self.recovery {
             rec.pulling_from = Some(from);
             rec.deadline = deadline;
+            rec.resync = resync;
         }
         self.send(
             from,
             PeerBody::SyncRequest {
                 epoch: self.epoch,
-                from_seq: self.log.last_seq().max(1),
+                from_seq,
                 limit: self.cfg.sync_chunk_size as u64,
             },
         );
+    }
+
+    /// Quorum mode: a chunk of the most up-to-date history that must start at `next`
+    /// replaces ours entry by entry (where a re-issue gave a committed entry a newer epoch,
+    /// we take that copy). Returns false if it does not fit (it starts elsewhere: the other
+    /// server dropped more than we did).
+    fn resync_chunk(&mut self, next: Seq, entries: &[ChatEntry]) -> bool {
+        let prev = next - 1;
+        let fits = entries.first().is_some_and(|e| e.sequence_number == next);
+        fits && self
+            .log
+            .accept_batch(prev, self.log.epoch_at(prev).unwrap_or(0), entries)
     }
 
     pub(super) fn on_sync_request(
@@ -87,14 +129,58 @@ impl Node {
         if pulling != Some(from) {
             return self.on_merge_entries(from, entries, last_seq);
         }
+        if let Some(next) = self.recovery.as_ref().and_then(|r| r.resync) {
+            let before = self.log.last_seq();
+            let ok = self.resync_chunk(next, &entries);
+            if let Some(rec) = &mut self.recovery {
+                rec.recovered += self.log.last_seq().saturating_sub(before);
+            }
+            let end = next + entries.len() as Seq;
+            return if ok && end <= last_seq {
+                // Until its newest entry, chunk by chunk, each one checked against the last.
+                self.request_entries_from(from, end, Some(end))
+            } else if ok {
+                if let Some(rec) = &mut self.recovery {
+                    rec.pulling_from = None;
+                    rec.resync = None;
+                }
+                self.check_recovery()
+            } else {
+                // It does not fit: pull from our newest entry as usual.
+                self.request_entries(from)
+            };
+        }
         let my_last = self.log.last_seq();
+        let quorum = self.cfg.mode.majority().is_some();
+        // Quorum mode: what we know to be committed (as a leader, or from batches a leader
+        // sent us) is in every later leader's history at its seq, perhaps re-issued in a
+        // newer epoch (`reissue_uncommitted`): there the same message is the same entry.
+        let committed = self
+            .commit_seq
+            .max(self.known_committed)
+            .min(my_last)
+            .max(self.log.base());
         let continues = match entries.first() {
             None => false,
             Some(first) if my_last == 0 => first.sequence_number == 1,
             Some(first) => {
-                first.sequence_number == my_last && Some(first.epoch) == self.log.epoch_at(my_last)
+                first.sequence_number == my_last
+                    && (Some(first.epoch) == self.log.epoch_at(my_last)
+                        || (quorum
+                            && my_last == committed
+                            && self.log.get(my_last).is_some_and(|e| {
+                                e.client_id == first.client_id && e.message_id == first.message_id
+                            })))
             }
         };
+        if !continues && quorum && committed < my_last {
+            // Our newest entries are not on the most up-to-date history, so they were never
+            // committed: keep what was, and take that history over ours from our window's
+            // start (its copies of what we hold may carry newer epochs).
+            self.log.truncate(committed);
+            let next = self.log.base() + 1;
+            return self.request_entries_from(from, next, Some(next));
+        }
         let mut added = 0;
         if continues {
             for e in entries.into_iter().filter(|e| e.sequence_number > my_last) {
@@ -142,6 +228,9 @@ impl Node {
             };
             self.align(id, state);
         }
+        if self.cfg.mode.majority().is_some() {
+            self.reissue_uncommitted();
+        }
         self.notice(Notice::LeaderReady {
             recovered: rec.recovered,
         });
@@ -150,12 +239,33 @@ impl Node {
         self.maybe_hand_off();
     }
 
+    /// Quorum mode, once the followers are aligned: what earlier leaders committed (as far
+    /// as we know) stays committed; the rest of our history is re-issued in our epoch, so
+    /// that a majority storing it commits it (Raft counts only entries of the leader's own
+    /// term, and a new leader adds a no-op entry for that; we re-stamp instead of adding a
+    /// visible entry). Followers are sent the re-issued entries again.
+    fn reissue_uncommitted(&mut self) {
+        let last = self.log.last_seq();
+        let known = self.commit_seq.max(self.known_committed).min(last);
+        self.commit_seq = known;
+        if known == last || self.log.epoch_at(last) == Some(self.epoch) {
+            return;
+        }
+        self.log.restamp(known, self.epoch);
+        for p in self.followers.values_mut() {
+            p.match_seq = p.match_seq.min(known);
+            p.next_seq = p.next_seq.min(known + 1);
+        }
+    }
+
     /// Sets where replication to a follower resumes, from what it reported: right after
     /// its newest entry when that entry is ours too; else its history is merged into ours.
     pub(super) fn align(&mut self, id: NodeId, consistent_state: FollowerState) {
         if let Some(mut p) = self.followers.remove(&id) {
             self.align_follower(id, &mut p, consistent_state);
             self.followers.insert(id, p);
+            // A caught-up joiner may complete a majority (quorum mode).
+            self.advance_commit();
         }
     }
 
@@ -165,7 +275,15 @@ impl Node {
         p: &mut FollowerProgress,
         consistent_state: FollowerState,
     ) {
-        if p.reported_last < self.log.base() {
+        let diverged = p.reported_last > self.log.last_seq()
+            || self.log.proven_epoch(p.reported_last) != Some(p.reported_epoch);
+        // Its newest entry is one we dropped (the same epoch there: the log matching rule),
+        // or one we cannot place but older than our window and its epoch record.
+        let behind = p.reported_last < self.log.base()
+            && (!diverged
+                || (self.log.proven_epoch(p.reported_last).is_none()
+                    && p.reported_epoch <= self.log.base_epoch()));
+        if behind {
             // It is behind our retained window: it takes the window from its start.
             p.reset = true;
             p.match_seq = 0;
@@ -174,9 +292,7 @@ impl Node {
             p.waiting_since = Some(self.now);
             return;
         }
-        if p.reported_last > self.log.last_seq()
-            || !self.log.matches(p.reported_last, p.reported_epoch)
-        {
+        if diverged {
             p.begin_merge(self.now);
             self.notice(Notice::FollowerReset { id });
             self.request_merge_chunk(id, 1);

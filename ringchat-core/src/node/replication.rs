@@ -8,9 +8,12 @@ use ringchat_proto::{ChatEntry, Epoch, NodeId, Seq};
 use super::{Node, Role};
 use crate::action::{ElectionTrigger, Notice};
 
+use crate::config::ReplicationMode;
 use crate::replication::FollowerState;
 
 impl Node {
+    /// Takes a batch from the leader; returns whether it was accepted (our history then
+    /// agrees with the leader's up to its end).
     pub(super) fn on_replication_sync(
         &mut self,
         from: NodeId,
@@ -19,18 +22,19 @@ impl Node {
         prev_epoch: Epoch,
         entries: &[ChatEntry],
         reset: bool,
-    ) {
+    ) -> bool {
         if epoch < self.epoch {
             self.stale("replication_sync");
             // Tell the old leader there is a newer epoch, so that it steps down.
-            return self.send(from, self.state_report(false));
+            self.send(from, self.state_report(false));
+            return false;
         }
         if epoch == self.epoch && self.role == Role::Leader {
-            return;
+            return false;
         }
         if epoch > self.epoch || !self.is_follower_of(from) {
             let Some(leader) = self.ring.get(from).cloned() else {
-                return;
+                return false;
             };
             self.adopt_leader(epoch, leader);
         }
@@ -44,7 +48,9 @@ impl Node {
             self.log.reset_to(prev_seq, prev_epoch);
         }
         let ok = self.log.accept_batch(prev_seq, prev_epoch, entries);
+        self.awaiting_merge &= !ok;
         self.send(from, self.state_report(ok));
+        ok
     }
 
     fn state_report(&self, ok: bool) -> PeerBody {
@@ -159,9 +165,10 @@ impl Node {
         }
     }
 
-    /// Moves the commit point to the highest entry every caught-up follower holds.
+    /// Moves the commit point to the highest entry every caught-up follower holds (and, in
+    /// quorum mode, a majority of the configured ring).
     pub(super) fn advance_commit(&mut self) {
-        if self.role != Role::Leader || self.recovery.is_some() {
+        if !self.leads() {
             return;
         }
         let mut commit = self.log.last_seq();
@@ -170,7 +177,38 @@ impl Node {
                 commit = commit.min(p.match_seq);
             }
         }
+        if let ReplicationMode::Quorum { cluster_size } = self.cfg.mode {
+            commit = commit.min(self.quorum_commit(cluster_size));
+        }
         self.commit_seq = self.commit_seq.max(commit);
+    }
+
+    /// The highest entry a majority stores that may be counted as committed. As in Raft,
+    /// only an entry of our own epoch is counted (older ones commit with it): an older
+    /// entry on a majority may still be replaced by a leader whose history ends in a newer
+    /// epoch. An entry every configured server stores cannot be replaced, whatever its
+    /// epoch: that lets a new leader acknowledge what it adopted without a new message.
+    fn quorum_commit(&self, cluster_size: usize) -> Seq {
+        let majority = cluster_size / 2 + 1;
+        let mut stored: Vec<Seq> = self
+            .followers
+            .values()
+            .filter(|p| p.receives_entries())
+            .map(|p| p.match_seq)
+            .collect();
+        stored.push(self.log.last_seq());
+        stored.sort_unstable_by(|a, b| b.cmp(a));
+        let counted = stored
+            .get(majority - 1)
+            .copied()
+            .filter(|seq| self.log.epoch_at(*seq) == Some(self.epoch))
+            .unwrap_or(0);
+        let everywhere = if stored.len() >= cluster_size {
+            stored.last().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        counted.max(everywhere)
     }
 
     /// A caught-up member outranks us: let the ring elect it (the seed's rule that the

@@ -61,6 +61,8 @@ pub struct NodeTask {
     handoff_since: Option<Instant>,
     /// Followers whose lag gauges we set last time.
     lag_reported: std::collections::BTreeSet<NodeId>,
+    /// Quorum mode: we lead a ring without a majority. Clients stay, writes are refused.
+    stalled: bool,
 }
 
 impl NodeTask {
@@ -101,6 +103,7 @@ impl NodeTask {
                 leave_requested: false,
                 handoff_since: None,
                 lag_reported: std::collections::BTreeSet::new(),
+                stalled: false,
             },
             view_rx,
         )
@@ -240,7 +243,9 @@ impl NodeTask {
                 from_sequence,
                 ..
             } => {
-                if !self.node.is_serving_leader() || self.node.is_draining() {
+                // A leader without a majority (quorum mode) keeps serving what is committed.
+                let leads = self.node.is_serving_leader() || self.node.is_leader_without_majority();
+                if !leads || self.node.is_draining() {
                     metrics::client_connection("redirected");
                     let frame = self.leader_info_frame(false);
                     return self.clients.send_and_close(conn, frame);
@@ -252,9 +257,17 @@ impl NodeTask {
                     .saturating_sub(self.settings.history_on_connect as Seq)
                     .max(base);
                 // The client's view no longer matches when it is ahead of us, too far behind,
-                // or behind what we still hold (the retention limit dropped it).
+                // behind what we still hold (the retention limit dropped it), or may be the
+                // history of a side that a merge renumbered.
                 let (from, reset) = match from_sequence {
-                    Some(f) if f <= last && last - f <= MAX_CATCH_UP && f >= base => (f, false),
+                    Some(f)
+                        if f <= last
+                            && last - f <= MAX_CATCH_UP
+                            && f >= base
+                            && !self.node.view_invalidated(f) =>
+                    {
+                        (f, false)
+                    }
                     Some(_) => (recent, true),
                     None => (recent, false),
                 };
@@ -309,6 +322,13 @@ impl NodeTask {
                     Err(ProposeError::NotLeader(_)) => {
                         self.send_error(conn, ErrorCode::NotLeader, "this server does not lead", id)
                     }
+                    Err(ProposeError::NoLeader) if self.node.is_leader_without_majority() => self
+                        .send_error(
+                            conn,
+                            ErrorCode::NoLeader,
+                            "no majority of the ring is reachable (quorum mode); retry",
+                            id,
+                        ),
                     Err(ProposeError::NoLeader) => self.send_error(
                         conn,
                         ErrorCode::NoLeader,
@@ -490,6 +510,11 @@ impl NodeTask {
                 )
             }
             Notice::HistoryReset => tracing::warn!("Our history diverged; taking the leader's."),
+            Notice::HistoriesMerged { from, to } => tracing::warn!(
+                from,
+                to,
+                "Merged a diverged history; clients holding sequence numbers in this range are reset."
+            ),
             Notice::RoleChanged | Notice::RingChanged => {}
         }
     }
@@ -533,7 +558,21 @@ impl NodeTask {
                 "Role changed."
             );
         }
-        if new.serving && !old.serving {
+        let stalled = self.node.is_leader_without_majority();
+        if stalled && !self.stalled {
+            tracing::warn!(
+                members = new.members.len(),
+                "Leading without a majority of the ring (quorum mode): writes refused."
+            );
+        } else if self.stalled && !stalled {
+            tracing::info!(
+                members = new.members.len(),
+                "The majority of the ring is back."
+            );
+        }
+        let regained = self.stalled && new.serving;
+        self.stalled = stalled;
+        if new.serving && !old.serving && !regained {
             // Nobody is in a session yet: what is committed now is history, not news.
             self.broadcast_upto = self.node.commit_seq();
             tracing::info!(
@@ -545,7 +584,7 @@ impl NodeTask {
         if new.members != old.members {
             tracing::info!(members = ?new.members, "Ring changed.");
         }
-        if old.serving && !new.serving {
+        if old.serving && !new.serving && !stalled {
             // Clients move once the new leader is known, so that they are told where to go;
             // the wait is bounded by the election timeout.
             self.waiters.clear();
@@ -561,9 +600,10 @@ impl NodeTask {
         let Some(since) = self.handoff_since else {
             return;
         };
-        let known = self.node.leader().is_some_and(|l| l.id != self.settings.id);
+        let known = self.node.leader().is_some_and(|l| l.id != self.settings.id)
+            && !self.node.is_awaiting_merge();
         let waited = since.elapsed() >= Duration::from_millis(self.settings.core.election_timeout);
-        if self.node.is_serving_leader() {
+        if self.node.is_serving_leader() || self.node.is_leader_without_majority() {
             self.handoff_since = None;
             return;
         }
