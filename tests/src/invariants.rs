@@ -1,0 +1,323 @@
+//! The invariant checker of the chaos tests: after a scenario has healed and settled, it
+//! holds every live server's history, the load clients' acks and sessions, and the
+//! leaders seen during the run against DESIGN.md's invariants.
+//!
+//! What is checked (each finding is counted and described):
+//! - **Invariant 1, one leader per epoch:** no two servers reported `role: leader` in the
+//!   same epoch (from [`Observer`], which polls every server's admin `status` during the
+//!   run).
+//! - **Invariant 3, acked means stored once everywhere:** every acknowledged
+//!   `(client_id, message_id)` is in every live server's history exactly once (else *lost*
+//!   or *duplicated*); no history holds any `(client_id, message_id)` twice (*duplicated*);
+//!   every history is contiguous from its first entry, and all live servers hold the same
+//!   `(client_id, message_id)` at every sequence number and end at the same one (*order
+//!   violations*); and the message is stored at the sequence number its ack named (an order
+//!   violation if not), except for acks that a merge may legitimately renumber (below).
+//! - **Invariant 4, no gap for a connected client:** within one session (one
+//!   `client_connect`), the history answer and the broadcasts that follow it ascend by
+//!   exactly 1, and without `reset: true` a session opened with `from_sequence = s` starts
+//!   at `s + 1` (order violations).
+//! - **Invariant 5, resend stored once:** the load clients resend every unacknowledged
+//!   message with its `message_id` after each reconnect, so a dedup failure shows as
+//!   *duplicated*; one message acknowledged with two sequence numbers is an order violation.
+//! - **Invariant 6, merge keeps both sides:** presence exactly once (above) for every
+//!   message acked on either side. In the default "available" mode a heal renumbers the
+//!   losing side's messages after the winner's, so for an ack given by a server of the
+//!   losing side between the cut and the healed ring's convergence ([`MergeWindow`]) a
+//!   different final sequence number is allowed and counted as *renumbered*, not as a
+//!   violation. Every other ack, on either side, must keep its sequence number.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use ringchat_proto::{ChatEntry, NodeId};
+
+use crate::load::{Ack, LoadLog};
+use crate::{admin, lock};
+
+/// How often the observer polls every server.
+const OBSERVE_EVERY: Duration = Duration::from_millis(50);
+
+/// Descriptions kept per kind of finding (the counts are exact).
+const MAX_DESCRIBED: usize = 5;
+
+/// Watches the servers during a run and records which server claimed to lead in which
+/// epoch (invariant 1).
+#[derive(Debug)]
+pub struct Observer {
+    stop: Arc<AtomicBool>,
+    leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Observer {
+    /// Starts polling the admin sockets `sockets` (servers that are down are skipped).
+    pub fn start(sockets: Vec<(NodeId, PathBuf)>) -> Observer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<NodeId>>>> = Arc::default();
+        let (s, l) = (Arc::clone(&stop), Arc::clone(&leaders));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                for (_, socket) in &sockets {
+                    if let Ok(st) = admin::status(socket)
+                        && st.role == "leader"
+                    {
+                        lock(&l).entry(st.epoch).or_default().insert(st.id);
+                    }
+                }
+                std::thread::sleep(OBSERVE_EVERY);
+            }
+        });
+        Observer {
+            stop,
+            leaders,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops polling and returns epoch -> the servers that led in it.
+    pub fn finish(mut self) -> BTreeMap<u64, BTreeSet<NodeId>> {
+        self.halt();
+        std::mem::take(&mut *lock(&self.leaders))
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// A partition: acks given by a server of `losing` between `from` and `until` may end up
+/// renumbered by the merge.
+#[derive(Debug, Clone)]
+pub struct MergeWindow {
+    /// When the partition began.
+    pub from: Instant,
+    /// When the healed ring had converged.
+    pub until: Instant,
+    /// The servers of the side whose leader yielded.
+    pub losing: BTreeSet<NodeId>,
+}
+
+impl MergeWindow {
+    fn covers(&self, ack: &Ack) -> bool {
+        self.losing.contains(&ack.node) && ack.at >= self.from && ack.at <= self.until
+    }
+}
+
+/// The outcome of a check.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// Distinct messages acknowledged.
+    pub acked: usize,
+    /// Acked messages missing from at least one live server.
+    pub lost: usize,
+    /// Messages stored more than once on some server.
+    pub duplicated: usize,
+    /// Order findings: history holes or disagreements, acks at the wrong sequence number,
+    /// client gaps, conflicting acks.
+    pub order_violations: usize,
+    /// Epochs in which two servers led.
+    pub split_epochs: usize,
+    /// Acks legitimately renumbered by a merge.
+    pub renumbered: usize,
+    /// Descriptions of the findings (a few per kind).
+    pub findings: Vec<String>,
+}
+
+impl Verdict {
+    /// Whether every invariant held.
+    pub fn ok(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.order_violations == 0
+            && self.split_epochs == 0
+    }
+
+    fn note(&mut self, kind: &str, described: &mut BTreeMap<String, usize>, text: String) {
+        let n = described.entry(kind.to_string()).or_default();
+        *n += 1;
+        if *n <= MAX_DESCRIBED {
+            self.findings.push(format!("{kind}: {text}"));
+        }
+    }
+}
+
+/// Checks the invariants (see the module docs) over the final `histories` of the live
+/// servers, what the load clients saw, and the leaders observed.
+pub fn check(
+    histories: &BTreeMap<NodeId, Vec<ChatEntry>>,
+    load: &LoadLog,
+    leaders: &BTreeMap<u64, BTreeSet<NodeId>>,
+    merges: &[MergeWindow],
+) -> Verdict {
+    let mut v = Verdict::default();
+    let mut described = BTreeMap::new();
+    let d = &mut described;
+
+    for (epoch, ids) in leaders {
+        if ids.len() > 1 {
+            v.split_epochs += 1;
+            v.note(
+                "invariant 1",
+                d,
+                format!("epoch {epoch} had leaders {ids:?}"),
+            );
+        }
+    }
+
+    // Every history on its own: contiguous, no message twice.
+    let mut duplicated: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (node, h) in histories {
+        for w in h.windows(2) {
+            if w[1].sequence_number != w[0].sequence_number + 1 {
+                v.order_violations += 1;
+                let (a, b) = (w[0].sequence_number, w[1].sequence_number);
+                v.note("history hole", d, format!("node {node}: {a} then {b}"));
+            }
+        }
+        let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for e in h {
+            let key = (e.client_id.as_str(), e.message_id.as_str());
+            if !seen.insert(key) && duplicated.insert(key) {
+                v.note("duplicate", d, format!("node {node} stores {key:?} twice"));
+            }
+        }
+    }
+    v.duplicated += duplicated.len();
+
+    // All histories agree (against the first one).
+    let mut all = histories.iter();
+    if let Some((first_node, reference)) = all.next() {
+        let at: BTreeMap<u64, (&str, &str)> = reference
+            .iter()
+            .map(|e| {
+                (
+                    e.sequence_number,
+                    (e.client_id.as_str(), e.message_id.as_str()),
+                )
+            })
+            .collect();
+        let last = reference.last().map(|e| e.sequence_number);
+        for (node, h) in all {
+            if h.last().map(|e| e.sequence_number) != last {
+                v.order_violations += 1;
+                let theirs = h.last().map(|e| e.sequence_number);
+                let text = format!("node {node} ends at {theirs:?}, node {first_node} at {last:?}");
+                v.note("histories differ", d, text);
+            }
+            for e in h {
+                let key = (e.client_id.as_str(), e.message_id.as_str());
+                if at.get(&e.sequence_number).is_some_and(|k| *k != key) {
+                    v.order_violations += 1;
+                    let s = e.sequence_number;
+                    let text = format!(
+                        "seq {s}: node {node} holds {key:?}, node {first_node} {:?}",
+                        at[&s]
+                    );
+                    v.note("histories differ", d, text);
+                }
+            }
+        }
+    }
+
+    // Every acked message, on every server.
+    let mut acks: BTreeMap<(&str, &str), &Ack> = BTreeMap::new();
+    for a in &load.acks {
+        acks.entry((a.client_id.as_str(), a.message_id.as_str()))
+            .or_insert(a);
+    }
+    v.acked = acks.len();
+    let index: BTreeMap<NodeId, BTreeMap<(&str, &str), Vec<u64>>> = histories
+        .iter()
+        .map(|(node, h)| {
+            let mut m: BTreeMap<(&str, &str), Vec<u64>> = BTreeMap::new();
+            for e in h {
+                m.entry((e.client_id.as_str(), e.message_id.as_str()))
+                    .or_default()
+                    .push(e.sequence_number);
+            }
+            (*node, m)
+        })
+        .collect();
+    for (key, ack) in &acks {
+        let mut lost_on = Vec::new();
+        let mut moved = None;
+        for (node, m) in &index {
+            match m.get(key).map(Vec::as_slice) {
+                None => lost_on.push(*node),
+                Some([seq]) if *seq != ack.seq => moved = Some((*node, *seq)),
+                // Twice is counted as a duplicate above.
+                Some(_) => {}
+            }
+        }
+        if !lost_on.is_empty() {
+            v.lost += 1;
+            let text = format!(
+                "{key:?} acked at {} (epoch {}, node {}) is missing on {lost_on:?}",
+                ack.seq, ack.epoch, ack.node
+            );
+            v.note("lost", d, text);
+        }
+        if let Some((node, seq)) = moved {
+            if merges.iter().any(|w| w.covers(ack)) {
+                v.renumbered += 1;
+            } else {
+                v.order_violations += 1;
+                let text = format!(
+                    "{key:?} acked at {} (epoch {}, node {}) is at {seq} on node {node}",
+                    ack.seq, ack.epoch, ack.node
+                );
+                v.note("ack moved", d, text);
+            }
+        }
+    }
+    for c in &load.conflicting_acks {
+        v.order_violations += 1;
+        v.note("conflicting acks", d, c.clone());
+    }
+
+    // What each client saw during one session.
+    for s in &load.sessions {
+        if let (Some(from), false, Some(first)) = (s.from_sequence, s.reset, s.seqs.first())
+            && *first != from + 1
+        {
+            v.order_violations += 1;
+            let text = format!(
+                "{} on node {}: from_sequence {from}, first entry {first}",
+                s.client_id, s.node
+            );
+            v.note("client gap", d, text);
+        }
+        for (i, w) in s.seqs.windows(2).enumerate() {
+            if w[1] != w[0] + 1 {
+                v.order_violations += 1;
+                let text = format!(
+                    "{} on node {} (from_sequence {:?}, {} entries of history, then {} \
+                     broadcasts): item {i} is {}, then {}",
+                    s.client_id,
+                    s.node,
+                    s.from_sequence,
+                    s.history_len,
+                    s.seqs.len() - s.history_len,
+                    w[0],
+                    w[1]
+                );
+                v.note("client gap", d, text);
+            }
+        }
+    }
+    v
+}
