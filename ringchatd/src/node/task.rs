@@ -533,8 +533,13 @@ impl NodeTask {
             );
         }
         if new.serving && !old.serving {
-            // Nobody is in a session yet: what is committed now is history, not news.
-            self.broadcast_upto = self.node.commit_seq();
+            // Usually nobody is in a session yet: what is committed now is history, not
+            // news. But a leader that re-elected itself before handing its clients off
+            // still has them: they get the entries committed meanwhile as broadcasts (in
+            // `deliver_commits`), or they would see a gap.
+            if self.clients.sessions() == 0 {
+                self.broadcast_upto = self.node.commit_seq();
+            }
             tracing::info!(
                 epoch = new.epoch,
                 last_seq = self.node.log().last_seq(),
@@ -586,7 +591,10 @@ impl NodeTask {
     fn deliver_commits(&mut self) {
         let commit = self.node.commit_seq();
         if !self.node.is_serving_leader() {
-            self.broadcast_upto = commit;
+            // Clients still in a session (the hand-off is pending) must not miss these.
+            if self.clients.sessions() == 0 {
+                self.broadcast_upto = commit;
+            }
             return;
         }
         while self.broadcast_upto < commit {
