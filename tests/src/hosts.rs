@@ -238,6 +238,37 @@ impl Hosts {
         Ok(())
     }
 
+    /// Drops `percent` % of the frames the bridge forwards to and from `host`, picked at
+    /// random (nftables in the switch namespace): packet loss on one link without netem.
+    pub fn lose(&self, host: Host, percent: u8) -> Result<(), String> {
+        let port = host.port();
+        self.netns(host);
+        let rules = format!(
+            "add table bridge {NFT_TABLE}; \
+             add chain bridge {NFT_TABLE} forward {{ type filter hook forward priority 0; policy accept; }}; \
+             add rule bridge {NFT_TABLE} forward iifname \"{port}\" numgen random mod 100 < {percent} drop; \
+             add rule bridge {NFT_TABLE} forward oifname \"{port}\" numgen random mod 100 < {percent} drop"
+        );
+        run("ip", &["netns", "exec", &self.switch, "nft", &rules])
+    }
+
+    /// Ends the loss of [`Hosts::lose`].
+    pub fn clear_loss(&self) -> Result<(), String> {
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &self.switch,
+                "nft",
+                "delete",
+                "table",
+                "bridge",
+                NFT_TABLE,
+            ],
+        )
+    }
+
     /// Checks that nftables works here (for [`Hosts::partition`]).
     pub fn check_nft(&self) -> Result<(), String> {
         run(

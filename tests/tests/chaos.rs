@@ -12,10 +12,12 @@
 //! passes; so does the netem scenario without the `sch_netem` qdisc, and the partition
 //! scenario without nftables. Failover times are reported, never asserted.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ringchat_cluster_tests::chaos::{Chaos, Size, one_at_a_time};
 use ringchat_cluster_tests::hosts::Host;
+use ringchat_cluster_tests::invariants::MergeWindow;
 use ringchat_cluster_tests::wait::{LONG, POLL, wait_for};
 use ringchat_cluster_tests::{NodeId, report};
 
@@ -90,6 +92,12 @@ fn follower_flapping() {
     let flapper = 2;
     for _ in 0..flaps {
         chaos.wait_acks(PROGRESS);
+        // Only the flapper may lose its numbers: the others never lost a client.
+        let window = MergeWindow {
+            from: Instant::now(),
+            until: Instant::now(),
+            may_renumber: BTreeSet::from([flapper]),
+        };
         chaos
             .hosts
             .cut(Host::Node(flapper))
@@ -109,7 +117,7 @@ fn follower_flapping() {
             .hosts
             .reconnect(Host::Node(flapper))
             .unwrap_or_else(|e| panic!("reconnect: {e}"));
-        chaos.cluster.wait_converged(leader, LONG);
+        chaos.healed(window);
     }
     chaos.wait_acks(PROGRESS);
     chaos.finish();
@@ -118,38 +126,55 @@ fn follower_flapping() {
 #[test]
 fn lossy_slow_link() {
     let _one = one_at_a_time();
-    let size = Size::from_env();
-    let length = size.pick(Duration::from_secs(10), Duration::from_secs(60));
-    let Some(mut chaos) = Chaos::start("netem-loss10-delay50", &NODES) else {
+    let length = Size::from_env().pick(Duration::from_secs(10), Duration::from_secs(60));
+    let Some(probe) = Chaos::start("lossy-link", &NODES) else {
         return;
     };
-    if let Err(e) = chaos.hosts.check_netem() {
-        report(&format!(
-            "SKIP: chaos netem: tc netem unusable (kernel module sch_netem?): {e}"
-        ));
-        return;
-    }
+    // netem does delay and loss; without the sch_netem qdisc (some kernels lack it),
+    // nftables on the bridge still gives the loss, and the missing delay is said clearly.
+    let netem = probe.hosts.check_netem();
+    let with_netem = netem.is_ok();
+    let mut chaos = match &netem {
+        Ok(()) => probe.renamed("netem-loss10-delay50"),
+        Err(e) => {
+            report(&format!(
+                "SKIP: chaos lossy-link: the 50 ms delay (tc netem unusable: {e}); \
+                 running with 10% loss from nftables only"
+            ));
+            if let Err(e) = probe.hosts.check_nft() {
+                report(&format!(
+                    "SKIP: chaos lossy-link: nftables unusable too: {e}"
+                ));
+                return;
+            }
+            probe.renamed("nft-loss10-no-delay")
+        }
+    };
     chaos.start_load(CLIENTS);
     chaos.wait_acks(PROGRESS);
     // A follower next to the leader: every message crosses this link to be committed.
     let link = Host::Node(4);
-    chaos
-        .hosts
-        .netem(link, &["delay", "50ms", "loss", "10%"])
-        .unwrap_or_else(|e| panic!("netem: {e}"));
+    let applied = if with_netem {
+        chaos.hosts.netem(link, &["delay", "50ms", "loss", "10%"])
+    } else {
+        chaos.hosts.lose(link, 10)
+    };
+    applied.unwrap_or_else(|e| panic!("lossy link: {e}"));
     chaos.fault();
     let until = Instant::now() + length;
     while Instant::now() < until {
-        // The load runs for `length`; checking on the servers meanwhile catches a crash.
+        // The load runs for `length`; asking the servers meanwhile catches a crash.
         for id in chaos.cluster.running() {
             let _ = chaos.cluster.try_status(id);
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    chaos
-        .hosts
-        .clear_netem(link)
-        .unwrap_or_else(|e| panic!("clear netem: {e}"));
+    let cleared = if with_netem {
+        chaos.hosts.clear_netem(link)
+    } else {
+        chaos.hosts.clear_loss()
+    };
+    cleared.unwrap_or_else(|e| panic!("clear the lossy link: {e}"));
     chaos.wait_acks(PROGRESS);
     chaos.finish();
 }
