@@ -3,7 +3,7 @@
 # (20 leader kills, 5 partition heals, 20 follower flaps, 60 s of a lossy link, 5 restarts
 # during a full sync of 20 000 messages), one after the other, then a summary table.
 # Needs root (network namespaces) and iproute2 + nftables; without them the scenarios
-# print SKIP. RINGCHAT_CHAOS_STRICT=1 also fails on the known bugs the table counts.
+# print SKIP. RC_CHAOS_STRICT=1 also fails on the known bugs the table counts.
 # Extra arguments go to the test binary (e.g. a scenario name to run just that one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ trap 'rm -f "$summary" "$log"' EXIT
 
 start=$(date +%s)
 set +e
-RINGCHAT_CHAOS=long RINGCHAT_CHAOS_SUMMARY="$summary" \
+RC_CHAOS=long RC_CHAOS_SUMMARY="$summary" \
   cargo test -p ringchat-cluster-tests --test chaos -- --test-threads=1 "$@" 2>&1 |
   tee "$log" | grep -E '^(chaos |SKIP|test |test result)'
 status=${PIPESTATUS[0]}

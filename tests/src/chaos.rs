@@ -2,10 +2,11 @@
 //! on the client hosts and an [`Observer`], plus the fault steps the scenarios share and
 //! the final settle-and-check that produces one row of the summary table.
 //!
-//! The size comes from `RINGCHAT_CHAOS`: unset or `short` runs the short versions (normal
+//! The size comes from `RC_CHAOS`: unset or `short` runs the short versions (normal
 //! `cargo test`), `long` the full counts (`scripts/chaos.sh`). With
-//! `RINGCHAT_CHAOS_SUMMARY=<file>` every scenario appends its row to that file
+//! `RC_CHAOS_SUMMARY=<file>` every scenario appends its row to that file
 //! (tab-separated), which `scripts/chaos.sh` prints as a table.
+//! (Not `RINGCHAT_*`: the daemons inherit the environment, and those configure `ringchatd`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -38,9 +39,9 @@ pub enum Size {
 }
 
 impl Size {
-    /// From `RINGCHAT_CHAOS` (`long`, else short).
+    /// From `RC_CHAOS` (`long`, else short).
     pub fn from_env() -> Size {
-        match std::env::var("RINGCHAT_CHAOS").as_deref() {
+        match std::env::var("RC_CHAOS").as_deref() {
             Ok("long") => Size::Long,
             _ => Size::Short,
         }
@@ -346,7 +347,7 @@ impl Chaos {
             max_failover,
         };
         row.report();
-        let strict = std::env::var_os("RINGCHAT_CHAOS_STRICT").is_some_and(|v| v == "1");
+        let strict = std::env::var_os("RC_CHAOS_STRICT").is_some_and(|v| v == "1");
         assert!(
             verdict.ok(strict),
             "chaos {}: invariants broken:\n{}",
@@ -367,7 +368,7 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    /// Prints the row to stderr and appends it to `$RINGCHAT_CHAOS_SUMMARY` if set.
+    /// Prints the row to stderr and appends it to `$RC_CHAOS_SUMMARY` if set.
     fn report(&self) {
         let v = self.verdict;
         let failover = self
@@ -405,7 +406,7 @@ impl Row<'_> {
         for f in &v.findings {
             report(&format!("chaos {}:   {f}", self.scenario));
         }
-        if let Some(path) = std::env::var_os("RINGCHAT_CHAOS_SUMMARY") {
+        if let Some(path) = std::env::var_os("RC_CHAOS_SUMMARY") {
             let line = cells.join("\t");
             let written = std::fs::OpenOptions::new()
                 .create(true)

@@ -6,7 +6,7 @@
 //! - **Invariant 1, one leader per epoch:** no two servers reported `role: leader` in the
 //!   same epoch (from [`Observer`], which polls every server's admin `status` during the
 //!   run). KNOWN BUG, counted apart as *epoch reuse* and failing only with
-//!   `RINGCHAT_CHAOS_STRICT=1`: a server restarted with empty state has seen no epoch, and
+//!   `RC_CHAOS_STRICT=1`: a server restarted with empty state has seen no epoch, and
 //!   if it elects itself alone before discovery finds the ring, it leads a ring of one in
 //!   round 1 under an epoch another server already led in. An epoch whose leaders all but
 //!   one led only themselves is that case; any other epoch with two leaders fails.
@@ -33,7 +33,7 @@
 //!   server of `may_renumber` (in a 2/3 partition: both sides, each side had clients), a
 //!   different final sequence number is allowed and counted as *renumbered*. KNOWN BUG,
 //!   counted apart as *renumbered, known bug* and failing only with
-//!   `RINGCHAT_CHAOS_STRICT=1`: acks of servers outside `may_renumber` in a window (in the
+//!   `RC_CHAOS_STRICT=1`: acks of servers outside `may_renumber` in a window (in the
 //!   follower-flap scenario: the majority, which never lost a client) renumbered because the
 //!   cut-off follower came back in a newer epoch and its history became the base. Every ack
 //!   outside all windows must keep its sequence number (an order violation if not).

@@ -7,7 +7,7 @@
 //! leaders observed during the run.
 //!
 //! `cargo test` runs the short versions (a few faults each, a few minutes in all);
-//! `scripts/chaos.sh` runs the long ones (`RINGCHAT_CHAOS=long`) and prints the summary
+//! `scripts/chaos.sh` runs the long ones (`RC_CHAOS=long`) and prints the summary
 //! table. Without root or namespace support each scenario prints `SKIP: <reason>` and
 //! passes; so does the netem scenario without the `sch_netem` qdisc, and the partition
 //! scenario without nftables. Failover times are reported, never asserted.
