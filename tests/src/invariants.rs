@@ -353,3 +353,153 @@ pub fn check(
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    //! The checker must be able to fail: each kind of finding, on a small made-up run.
+
+    use super::*;
+    use crate::load::Session;
+
+    fn entry(seq: u64, id: &str) -> ChatEntry {
+        ChatEntry {
+            message_id: id.to_string(),
+            sequence_number: seq,
+            client_id: "c".to_string(),
+            username: "c".to_string(),
+            content: id.to_string(),
+            timestamp: 0.0,
+            delivered: true,
+            epoch: 1,
+        }
+    }
+
+    fn ack(id: &str, seq: u64, at: Instant) -> Ack {
+        Ack {
+            client_id: "c".to_string(),
+            message_id: id.to_string(),
+            seq,
+            epoch: 1,
+            node: 1,
+            at,
+        }
+    }
+
+    fn history(ids: &[&str]) -> Vec<ChatEntry> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| entry(i as u64 + 1, id))
+            .collect()
+    }
+
+    fn run(
+        histories: &[Vec<ChatEntry>],
+        acks: Vec<Ack>,
+        sessions: Vec<Session>,
+        merges: &[MergeWindow],
+    ) -> Verdict {
+        let histories: BTreeMap<NodeId, Vec<ChatEntry>> = histories
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, h)| (i as NodeId + 1, h))
+            .collect();
+        let load = LoadLog {
+            acks,
+            sessions,
+            ..LoadLog::default()
+        };
+        check(&histories, &load, &Leaders::new(), merges)
+    }
+
+    #[test]
+    fn a_clean_run_passes() {
+        let now = Instant::now();
+        let h = history(&["a", "b"]);
+        let v = run(
+            &[h.clone(), h],
+            vec![ack("a", 1, now), ack("b", 2, now)],
+            vec![],
+            &[],
+        );
+        assert!(v.ok(true), "{:?}", v.findings);
+        assert_eq!(v.acked, 2);
+    }
+
+    #[test]
+    fn lost_duplicated_and_moved_acks_are_found() {
+        let now = Instant::now();
+        let full = history(&["x", "a", "b", "b"]);
+        let short = history(&["x", "a", "b"]);
+        let acks = vec![ack("a", 1, now), ack("b", 3, now), ack("z", 5, now)];
+        let v = run(&[full, short], acks, vec![], &[]);
+        assert_eq!(v.lost, 1, "z is nowhere: {:?}", v.findings);
+        assert_eq!(v.duplicated, 1, "b twice on node 1: {:?}", v.findings);
+        // a is at 2, not 1; node 2 ends at 3, node 1 at 4.
+        assert!(v.order_violations >= 2, "{:?}", v.findings);
+        assert!(!v.ok(false));
+    }
+
+    #[test]
+    fn a_renumbering_inside_a_merge_window_is_allowed_only_for_its_servers() {
+        let now = Instant::now();
+        let h = history(&["w", "a"]);
+        let window = |may: NodeId| MergeWindow {
+            from: now - Duration::from_secs(1),
+            until: now + Duration::from_secs(1),
+            may_renumber: BTreeSet::from([may]),
+        };
+        let v = run(
+            std::slice::from_ref(&h),
+            vec![ack("a", 1, now)],
+            vec![],
+            &[window(1)],
+        );
+        assert_eq!(
+            (v.renumbered, v.order_violations),
+            (1, 0),
+            "{:?}",
+            v.findings
+        );
+        let v = run(
+            std::slice::from_ref(&h),
+            vec![ack("a", 1, now)],
+            vec![],
+            &[window(2)],
+        );
+        assert_eq!(v.renumbered_known_bug, 1, "{:?}", v.findings);
+        assert!(v.ok(false) && !v.ok(true));
+        let v = run(
+            &[h],
+            vec![ack("a", 1, now + Duration::from_secs(5))],
+            vec![],
+            &[window(1)],
+        );
+        assert_eq!(
+            v.order_violations, 1,
+            "outside the window: {:?}",
+            v.findings
+        );
+    }
+
+    #[test]
+    fn client_gaps_and_two_leaders_in_an_epoch_are_found() {
+        let session = |from, seqs: Vec<u64>| Session {
+            client_id: "c".to_string(),
+            node: 1,
+            from_sequence: from,
+            reset: false,
+            history_len: 0,
+            seqs,
+        };
+        let sessions = vec![session(None, vec![1, 2, 4]), session(Some(2), vec![4, 5])];
+        let v = run(&[history(&["a"])], vec![], sessions, &[]);
+        assert_eq!(v.order_violations, 2, "{:?}", v.findings);
+
+        let mut leaders = Leaders::new();
+        leaders.insert(7, BTreeMap::from([(1, 3), (2, 3)]));
+        leaders.insert(9, BTreeMap::from([(1, 1), (5, 5)]));
+        let v = check(&BTreeMap::new(), &LoadLog::default(), &leaders, &[]);
+        assert_eq!((v.split_epochs, v.epoch_reuse), (1, 1), "{:?}", v.findings);
+    }
+}
