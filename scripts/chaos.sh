@@ -26,7 +26,7 @@ echo "Chaos summary (long run, ${elapsed} s; known bugs: see tests/src/invariant
 {
   printf 'scenario\tfaults\tsent\tacked\tlost\tduplicated\torder violations\t2 leaders/epoch\tknown bugs\trenumbered by merge\tmax failover\n'
   cat "$summary"
-} | column -t -s $'\t'
+} | if command -v column >/dev/null 2>&1; then column -t -s $'\t'; else cat; fi
 if [ "$status" -ne 0 ]; then
   echo
   echo "FAILED (exit $status); the failing scenarios' output:"

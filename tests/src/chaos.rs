@@ -293,9 +293,10 @@ impl Chaos {
         self.merges.push(window);
     }
 
-    /// Stops the load, heals everything, waits until every running server agrees on the
-    /// leader and the last sequence number, reads the histories and checks the
-    /// invariants; reports the summary row and fails the test if an invariant broke.
+    /// Stops the load, removes any partition rules (cuts and lossy links the scenario
+    /// heals itself), waits until every running server agrees on the leader and the last
+    /// sequence number, reads the histories and checks the invariants; reports the summary
+    /// row and fails the test if an invariant broke.
     pub fn finish(mut self) -> Verdict {
         let mut log = std::mem::take(&mut self.earlier);
         log.absorb(self.load.take().expect("start_load first").finish(DRAIN));
