@@ -75,8 +75,11 @@ pub async fn run(
     let mut announce = tokio::time::interval(cfg.interval);
     let mut rx_buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut tx_buf = vec![0u8; MAX_DATAGRAM + 1];
-    // Answers to one server's announcements, at most one a second (bounds a flood).
-    let mut answered: HashMap<u64, Instant> = HashMap::new();
+    // Answers to one server process's announcements, at most one a second (bounds a
+    // flood). Keyed by id and source address: a server restarted within the second sends
+    // from a new ephemeral port and is answered at once; keyed by id alone, it heard no one
+    // within `startup_grace` and elected itself alone with an empty history.
+    let mut answered: HashMap<(u64, SocketAddr), Instant> = HashMap::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -110,7 +113,7 @@ async fn handle(
     view: &watch::Receiver<NodeView>,
     tx: &UdpSocket,
     events: &mpsc::Sender<Event>,
-    answered: &mut HashMap<u64, Instant>,
+    answered: &mut HashMap<(u64, SocketAddr), Instant>,
 ) {
     let Some(msg) = DiscoveryMessage::parse(datagram) else {
         return;
@@ -164,10 +167,10 @@ async fn handle(
             answered.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
         }
         let due = answered
-            .get(&id)
+            .get(&(id, src))
             .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
         if due {
-            answered.insert(id, now);
+            answered.insert((id, src), now);
             let answer = message(&view.borrow(), RESPONSE, &cfg.cluster);
             send(tx, &answer, src).await;
         }
