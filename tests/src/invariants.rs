@@ -35,8 +35,11 @@
 //!   counted apart as *renumbered, known bug* and failing only with
 //!   `RC_CHAOS_STRICT=1`: acks of servers outside `may_renumber` in a window (in the
 //!   follower-flap scenario: the majority, which never lost a client) renumbered because the
-//!   cut-off follower came back in a newer epoch and its history became the base. Every ack
-//!   outside all windows must keep its sequence number (an order violation if not).
+//!   cut-off follower came back in a newer epoch and its history became the base. Likewise
+//!   in the lossy-link scenario only, around moments the observer saw two servers lead at
+//!   once (`chaos::SPLIT_MARGIN` either side): 10% loss on one link makes servers take each
+//!   other for failed and split the ring, and the merge renumbers one side's acks. Every
+//!   ack outside all windows must keep its sequence number (an order violation if not).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -57,12 +60,21 @@ const OBSERVE_EVERY: Duration = Duration::from_millis(50);
 const MAX_DESCRIBED: usize = 5;
 
 /// Watches the servers during a run and records which server claimed to lead in which
-/// epoch (invariant 1).
+/// epoch (invariant 1), and when two servers led at once (a split of the ring).
 #[derive(Debug)]
 pub struct Observer {
     stop: Arc<AtomicBool>,
-    leaders: Arc<Mutex<Leaders>>,
+    seen: Arc<Mutex<Observed>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What an [`Observer`] saw.
+#[derive(Debug, Default)]
+pub struct Observed {
+    /// Who led in which epoch.
+    pub leaders: Leaders,
+    /// The polling rounds in which two or more servers said they lead.
+    pub splits: Vec<Instant>,
 }
 
 /// Epoch -> each server that led in it -> the largest ring it led then.
@@ -72,33 +84,39 @@ impl Observer {
     /// Starts polling the admin sockets `sockets` (servers that are down are skipped).
     pub fn start(sockets: Vec<(NodeId, PathBuf)>) -> Observer {
         let stop = Arc::new(AtomicBool::new(false));
-        let leaders: Arc<Mutex<Leaders>> = Arc::default();
-        let (s, l) = (Arc::clone(&stop), Arc::clone(&leaders));
+        let seen: Arc<Mutex<Observed>> = Arc::default();
+        let (s, o) = (Arc::clone(&stop), Arc::clone(&seen));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
+                let mut leading = 0;
                 for (_, socket) in &sockets {
                     if let Ok(st) = admin::status(socket)
                         && st.role == "leader"
                     {
-                        let mut l = lock(&l);
-                        let size = l.entry(st.epoch).or_default().entry(st.id).or_default();
+                        leading += 1;
+                        let mut o = lock(&o);
+                        let by_id = o.leaders.entry(st.epoch).or_default();
+                        let size = by_id.entry(st.id).or_default();
                         *size = (*size).max(st.members.len());
                     }
+                }
+                if leading > 1 {
+                    lock(&o).splits.push(Instant::now());
                 }
                 std::thread::sleep(OBSERVE_EVERY);
             }
         });
         Observer {
             stop,
-            leaders,
+            seen,
             thread: Some(thread),
         }
     }
 
-    /// Stops polling and returns who led in which epoch.
-    pub fn finish(mut self) -> Leaders {
+    /// Stops polling and returns what it saw.
+    pub fn finish(mut self) -> Observed {
         self.halt();
-        std::mem::take(&mut *lock(&self.leaders))
+        std::mem::take(&mut *lock(&self.seen))
     }
 
     fn halt(&mut self) {
@@ -119,6 +137,8 @@ impl Drop for Observer {
 /// end up renumbered by the merge; those of other servers then are the known bug.
 #[derive(Debug, Clone)]
 pub struct MergeWindow {
+    /// What split the ring (names the known bug in findings).
+    pub cause: &'static str,
     /// When the partition began.
     pub from: Instant,
     /// When the healed ring had converged.
@@ -309,7 +329,8 @@ pub fn check(
                 v.renumbered += 1;
             } else if !windows.is_empty() {
                 v.renumbered_known_bug += 1;
-                v.note("KNOWN BUG majority ack renumbered by a merge", d, text);
+                let cause = windows.first().map_or("", |w| w.cause);
+                v.note(&format!("KNOWN BUG ack renumbered after {cause}"), d, text);
             } else {
                 v.order_violations += 1;
                 v.note("ack moved", d, text);
@@ -445,6 +466,7 @@ mod tests {
         let now = Instant::now();
         let h = history(&["w", "a"]);
         let window = |may: NodeId| MergeWindow {
+            cause: "a test",
             from: now - Duration::from_secs(1),
             until: now + Duration::from_secs(1),
             may_renumber: BTreeSet::from([may]),
