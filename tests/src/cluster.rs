@@ -1,4 +1,5 @@
-//! A set of real `ringchatd` processes on 127.0.0.1 (or inside a network namespace).
+//! A set of real `ringchatd` processes on 127.0.0.1, inside one network namespace, or one
+//! per host of a [`Hosts`] network.
 //!
 //! Each node has its own ports, an admin socket and a log file (its stderr) in the
 //! cluster's temporary directory. With static discovery a node is started with a `--peer`
@@ -20,6 +21,7 @@ use tempfile::TempDir;
 
 use crate::admin::{self, Status};
 use crate::bins::binaries;
+use crate::hosts::{Host, Hosts};
 use crate::netns::NetNs;
 use crate::ports::{NodePorts, node_ports, udp_port};
 use crate::process;
@@ -33,18 +35,26 @@ const LOG_TAIL_LINES: usize = 60;
 enum Discovery {
     /// `--peer` lists.
     Static,
-    /// UDP multicast inside a namespace.
+    /// UDP multicast, on each node's own address.
     Multicast {
-        netns: String,
         group: Ipv4Addr,
         port: u16,
         cluster: String,
     },
 }
 
+/// Where a node runs: its network namespace (`None`: the test's) and the address it
+/// listens on, is reached at and sends multicast from.
+#[derive(Debug, Clone)]
+struct Placement {
+    netns: Option<String>,
+    address: Ipv4Addr,
+}
+
 #[derive(Debug)]
 struct Node {
     ports: NodePorts,
+    placement: Placement,
     /// The running process; `None` before start and after stop or kill.
     child: Option<Child>,
     /// Extra environment of the process (e.g. `RINGCHAT_CLUSTER__SECRET`).
@@ -56,6 +66,8 @@ struct Node {
 pub struct Cluster {
     dir: TempDir,
     discovery: Discovery,
+    /// Where [`Cluster::add`] puts a node (`None`: on its host of a [`Hosts`] network).
+    placement: Option<Placement>,
     nodes: Mutex<BTreeMap<NodeId, Node>>,
     /// A TOML file every node is started with (`--config`), if the test wrote one.
     config: Mutex<Option<PathBuf>>,
@@ -64,22 +76,35 @@ pub struct Cluster {
 impl Cluster {
     /// A static-discovery cluster of `ids` on 127.0.0.1 with fresh ports; nothing runs yet.
     pub fn new(ids: &[NodeId]) -> Cluster {
-        Self::with_discovery(ids, Discovery::Static)
+        Self::with_discovery(ids, Discovery::Static, Some(Placement::loopback(None)))
     }
 
     /// A multicast-discovery cluster inside `netns` (no `--peer`; a test-unique multicast
     /// port and cluster name; multicast on the namespace's loopback); nothing runs yet.
     pub fn multicast(ids: &[NodeId], netns: &NetNs) -> Cluster {
-        let port = udp_port();
         Self::with_discovery(
             ids,
-            Discovery::Multicast {
-                netns: netns.name().to_string(),
-                group: Ipv4Addr::new(239, 255, 255, 250),
-                port,
-                cluster: format!("test-{}-{port}", std::process::id()),
-            },
+            Discovery::multicast(),
+            Some(Placement::loopback(Some(netns.name().to_string()))),
         )
+    }
+
+    /// A multicast-discovery cluster with node `id` on host `Host::Node(id)` of `hosts`
+    /// (its namespace and address; discovery over the bridge); nothing runs yet. Nodes can
+    /// only be added to it for ids `hosts` has a namespace for.
+    pub fn on_hosts(ids: &[NodeId], hosts: &Hosts) -> Cluster {
+        let cluster = Self::with_discovery(&[], Discovery::multicast(), None);
+        for &id in ids {
+            let host = Host::Node(id);
+            cluster.add_at(
+                id,
+                Placement {
+                    netns: Some(hosts.netns(host).to_string()),
+                    address: host.address(),
+                },
+            );
+        }
+        cluster
     }
 
     /// A static-discovery cluster with every node of `ids` started, in that order.
@@ -91,7 +116,11 @@ impl Cluster {
         cluster
     }
 
-    fn with_discovery(ids: &[NodeId], discovery: Discovery) -> Cluster {
+    fn with_discovery(
+        ids: &[NodeId],
+        discovery: Discovery,
+        placement: Option<Placement>,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ringchat-cluster-")
             .tempdir()
@@ -99,6 +128,7 @@ impl Cluster {
         let cluster = Cluster {
             dir,
             discovery,
+            placement,
             nodes: Mutex::new(BTreeMap::new()),
             config: Mutex::new(None),
         };
@@ -122,8 +152,17 @@ impl Cluster {
 
     /// Adds node `id` with fresh ports, not started.
     pub fn add(&self, id: NodeId) {
+        let placement = self
+            .placement
+            .clone()
+            .expect("nodes of a multi-host cluster are placed by Cluster::on_hosts");
+        self.add_at(id, placement);
+    }
+
+    fn add_at(&self, id: NodeId, placement: Placement) {
         let node = Node {
             ports: node_ports(),
+            placement,
             child: None,
             env: Vec::new(),
         };
@@ -152,10 +191,10 @@ impl Cluster {
     /// no flag.
     pub fn start_with(&self, id: NodeId, peers: Option<&[NodeId]>, env: &[(&str, &str)]) {
         let mut nodes = self.nodes();
-        let peers: Vec<u16> = nodes
+        let peers: Vec<String> = nodes
             .iter()
             .filter(|(other, _)| **other != id && peers.is_none_or(|p| p.contains(other)))
-            .map(|(_, n)| n.ports.ring)
+            .map(|(_, n)| format!("{}:{}", n.placement.address, n.ports.ring))
             .collect();
         let node = nodes.get_mut(&id).expect("unknown node");
         assert!(node.child.is_none(), "node {id} is running already");
@@ -164,13 +203,10 @@ impl Cluster {
             .append(true)
             .open(self.log_path(id))
             .expect("log file");
-        let netns = match &self.discovery {
-            Discovery::Static => None,
-            Discovery::Multicast { netns, .. } => Some(netns.as_str()),
-        };
-        let mut cmd = process::command(&binaries().ringchatd, netns);
+        let address = node.placement.address.to_string();
+        let mut cmd = process::command(&binaries().ringchatd, node.placement.netns.as_deref());
         cmd.arg(id.to_string())
-            .args(["--address", "127.0.0.1"])
+            .args(["--address", &address])
             .args(["--port", &node.ports.ring.to_string()])
             .args(["--client-port", &node.ports.client.to_string()])
             .arg("--admin-socket")
@@ -184,19 +220,18 @@ impl Cluster {
             Discovery::Static => {
                 cmd.args(["--discovery", "static"]);
                 for p in peers {
-                    cmd.args(["--peer", &format!("127.0.0.1:{p}")]);
+                    cmd.args(["--peer", &p]);
                 }
             }
             Discovery::Multicast {
                 group,
                 port,
                 cluster,
-                ..
             } => {
                 cmd.args(["--discovery", "multicast"])
                     .args(["--multicast-group", &group.to_string()])
                     .args(["--multicast-port", &port.to_string()])
-                    .args(["--multicast-interface", "127.0.0.1"])
+                    .args(["--multicast-interface", &address])
                     .args(["--cluster", cluster]);
             }
         }
@@ -289,9 +324,10 @@ impl Cluster {
         admin::request(&self.socket(id), req)
     }
 
-    /// `127.0.0.1:<client port>` of node `id`.
+    /// `<address>:<client port>` of node `id`.
     pub fn client_addr(&self, id: NodeId) -> String {
-        format!("127.0.0.1:{}", self.ports(id).client)
+        let (address, ports) = self.address_ports(id);
+        format!("{address}:{}", ports.client)
     }
 
     /// The client addresses of every node, highest id first.
@@ -300,9 +336,10 @@ impl Cluster {
         ids.into_iter().map(|id| self.client_addr(id)).collect()
     }
 
-    /// `127.0.0.1:<ring port>` of node `id`.
+    /// `<address>:<ring port>` of node `id`.
     pub fn ring_addr(&self, id: NodeId) -> String {
-        format!("127.0.0.1:{}", self.ports(id).ring)
+        let (address, ports) = self.address_ports(id);
+        format!("{address}:{}", ports.ring)
     }
 
     /// The multicast `--multicast-*` and `--cluster` arguments a client needs to find this
@@ -314,7 +351,6 @@ impl Cluster {
                 group,
                 port,
                 cluster,
-                ..
             } => [
                 "--discovery",
                 "multicast",
@@ -332,8 +368,16 @@ impl Cluster {
         }
     }
 
-    fn ports(&self, id: NodeId) -> NodePorts {
-        self.nodes().get(&id).expect("unknown node").ports
+    fn address_ports(&self, id: NodeId) -> (Ipv4Addr, NodePorts) {
+        let nodes = self.nodes();
+        let node = nodes.get(&id).expect("unknown node");
+        (node.placement.address, node.ports)
+    }
+
+    /// Every node's id and admin socket path, for a thread that polls them on its own.
+    pub fn admin_sockets(&self) -> Vec<(NodeId, PathBuf)> {
+        let ids: Vec<NodeId> = self.nodes().keys().copied().collect();
+        ids.into_iter().map(|id| (id, self.socket(id))).collect()
     }
 
     /// Path of node `id`'s admin socket.
@@ -470,6 +514,28 @@ impl Cluster {
                 }
             },
         )
+    }
+}
+
+impl Discovery {
+    /// Multicast on the default group with a test-unique port and cluster name.
+    fn multicast() -> Discovery {
+        let port = udp_port();
+        Discovery::Multicast {
+            group: Ipv4Addr::new(239, 255, 255, 250),
+            port,
+            cluster: format!("test-{}-{port}", std::process::id()),
+        }
+    }
+}
+
+impl Placement {
+    /// 127.0.0.1, in `netns` or the test's namespace.
+    fn loopback(netns: Option<String>) -> Placement {
+        Placement {
+            netns,
+            address: Ipv4Addr::LOCALHOST,
+        }
     }
 }
 

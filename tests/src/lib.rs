@@ -12,6 +12,11 @@
 //! - [`wire`] is a small blocking protocol client for precise assertions.
 //! - [`real_client`] runs `ringchat-client` in scripted mode and collects its output.
 //! - [`netns`] creates a network namespace with a multicast-capable loopback.
+//! - [`hosts`] builds a multi-host network (a namespace per server and client host on one
+//!   bridge) and injects faults: cuts, partitions, netem delay and loss.
+//! - [`load`] runs reconnecting load clients that record every ack and broadcast.
+//! - [`invariants`] checks DESIGN.md's invariants over histories, acks and observed leaders.
+//! - [`chaos`] runs one chaos scenario on top of those and reports its summary row.
 //! - [`process`] spawns children that die with the test, signals and reaps them.
 //! - [`wait`] polls a condition until a deadline: the tests never sleep to synchronise.
 //!
@@ -21,7 +26,11 @@
 
 pub mod admin;
 pub mod bins;
+pub mod chaos;
 pub mod cluster;
+pub mod hosts;
+pub mod invariants;
+pub mod load;
 pub mod netns;
 pub mod ports;
 pub mod process;
@@ -48,6 +57,11 @@ pub fn assert_acked_once(history: &[ChatEntry], acked: &std::collections::BTreeM
             "acked message {id} must be stored once, at {seq}"
         );
     }
+}
+
+/// Locks `m`, also after a thread panicked holding it (the data is a log: still useful).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Writes a line straight to the process's standard error, past the test harness's output

@@ -73,24 +73,31 @@ pub fn netns_or_skip(test: &str) -> Option<NetNs> {
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
+pub(crate) fn ip(args: &[&str]) -> Result<(), String> {
+    run("ip", args)
+}
+
+/// Runs `program args` and returns `Err` naming the command and its stderr if it fails
+/// (or cannot be started); for `ip`, `nft` and `tc`.
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| format!("cannot run `ip`: {e}"))?;
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {
         Err(format!(
-            "`ip {}` failed: {}",
+            "`{program} {}` failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
 }
 
-/// Deletes `rc-<pid>-<n>` namespaces whose test process is gone.
-fn remove_stale() {
+/// Deletes `rc-<pid>-...` namespaces (these and [`crate::hosts`]'s) whose test process is
+/// gone.
+pub(crate) fn remove_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -13,8 +13,8 @@ use ringchat_proto::Seq;
 use serde_json::Value;
 
 use crate::bins::binaries;
-use crate::process;
 use crate::wait::LONG;
+use crate::{lock, process};
 
 /// The client's `--timeout`: it gives up (exit 1) after this long without progress, well
 /// before [`RealClient::finish`] stops waiting for it.
@@ -202,8 +202,4 @@ impl Drop for RealClient {
             eprintln!("----- ringchat-client stderr -----\n{}", self.stderr());
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -92,8 +92,11 @@ pub async fn run(
     let mut announce = tokio::time::interval(cfg.interval);
     let mut rx_buf = vec![0u8; MAX_DATAGRAM + 1];
     let mut tx_buf = vec![0u8; MAX_DATAGRAM + 1];
-    // Answers to one server's announcements, at most one a second (bounds a flood).
-    let mut answered: HashMap<u64, Instant> = HashMap::new();
+    // Answers to one server process's announcements, at most one a second (bounds a
+    // flood). Keyed by id and source address: a server restarted within the second sends
+    // from a new ephemeral port and is answered at once; keyed by id alone, it heard no one
+    // within `startup_grace` and elected itself alone with an empty history.
+    let mut answered: HashMap<(u64, SocketAddr), Instant> = HashMap::new();
     let mut replay = ReplayGuard::default();
     loop {
         tokio::select! {
@@ -130,7 +133,7 @@ async fn handle(
     view: &watch::Receiver<NodeView>,
     tx: &UdpSocket,
     events: &mpsc::Sender<Event>,
-    (answered, replay): (&mut HashMap<u64, Instant>, &mut ReplayGuard),
+    (answered, replay): (&mut HashMap<(u64, SocketAddr), Instant>, &mut ReplayGuard),
 ) {
     let Some(msg) = DiscoveryMessage::parse(datagram) else {
         return;
@@ -198,12 +201,12 @@ async fn handle(
             answered.retain(|_, t| now.duration_since(*t) < Duration::from_secs(1));
         }
         let due = answered
-            .get(&id)
+            .get(&(id, src))
             .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
         // A flood of new ids within one second finds the table full: those go unanswered
         // (they still reach the node), so the table and the answers both stay bounded.
-        if due && (answered.len() < MAX_ANSWERED || answered.contains_key(&id)) {
-            answered.insert(id, now);
+        if due && (answered.len() < MAX_ANSWERED || answered.contains_key(&(id, src))) {
+            answered.insert((id, src), now);
             let answer = message(&view.borrow(), RESPONSE, &cfg.cluster);
             send(tx, answer, src, cfg.key.as_ref()).await;
         }

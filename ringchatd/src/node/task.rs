@@ -573,8 +573,13 @@ impl NodeTask {
         let regained = self.stalled && new.serving;
         self.stalled = stalled;
         if new.serving && !old.serving && !regained {
-            // Nobody is in a session yet: what is committed now is history, not news.
-            self.broadcast_upto = self.node.commit_seq();
+            // Usually nobody is in a session yet: what is committed now is history, not
+            // news. But a leader that re-elected itself before handing its clients off
+            // still has them: they get the entries committed meanwhile as broadcasts (in
+            // `deliver_commits`), or they would see a gap.
+            if self.clients.sessions() == 0 {
+                self.broadcast_upto = self.node.commit_seq();
+            }
             tracing::info!(
                 epoch = new.epoch,
                 last_seq = self.node.log().last_seq(),
@@ -627,7 +632,10 @@ impl NodeTask {
     fn deliver_commits(&mut self) {
         let commit = self.node.commit_seq();
         if !self.node.is_serving_leader() {
-            self.broadcast_upto = commit;
+            // Clients still in a session (the hand-off is pending) must not miss these.
+            if self.clients.sessions() == 0 {
+                self.broadcast_upto = commit;
+            }
             return;
         }
         while self.broadcast_upto < commit {
