@@ -179,13 +179,13 @@ impl Node {
             return;
         }
         match leader {
-            Some(l) if self.role == Role::Leader => {
-                // Another ring's leader that outranks us, or leads a newer epoch than ours
-                // (we were cut off or paused): take our ring over to it.
-                if l.id != self.me.id
-                    && ((l.id > self.me.id && !self.ring.contains(l.id)) || epoch > self.epoch)
-                {
+            Some(l) if self.role == Role::Leader && l.id != self.me.id => {
+                if l.id > self.me.id && (!self.ring.contains(l.id) || epoch > self.epoch) {
+                    // Another ring's leader that outranks us, or a higher member that leads
+                    // a newer epoch (we were cut off or paused): take our ring over to it.
                     self.yield_to(l);
+                } else if epoch > self.epoch {
+                    self.outrank_newer_epoch(epoch);
                 }
             }
             Some(l) if l.id != self.me.id => {
@@ -224,6 +224,10 @@ impl Node {
         let Some(leader) = members.iter().find(|m| m.id == from).cloned() else {
             return;
         };
+        if self.role == Role::Leader && from < self.me.id {
+            // A lower leader in a newer epoch answers our stale frames with its ring.
+            return self.outrank_newer_epoch(epoch);
+        }
         if epoch > self.epoch || !self.is_follower_of(from) {
             self.adopt_leader(epoch, leader);
         } else if version <= self.ring_version {
@@ -278,6 +282,17 @@ impl Node {
             }
             _ => {}
         }
+    }
+
+    /// A lower leader leads a newer epoch than ours: a follower that was cut off and led
+    /// alone, or the ring that went on while we were paused. The highest id still wins:
+    /// yielding would send our clients to it before it merged our history, and what we
+    /// acknowledged would be renumbered behind what it took meanwhile. So we hold a round
+    /// above its epoch instead; it yields to us when it hears of us (announcements, probes,
+    /// or the round itself where it is in our ring).
+    fn outrank_newer_epoch(&mut self, epoch: Epoch) {
+        self.seen_epoch = self.seen_epoch.max(epoch);
+        self.start_election(ElectionTrigger::HigherId);
     }
 
     /// Hands our whole ring to a higher leader found after a partition healed.
