@@ -1,6 +1,7 @@
 //! The replicated chat history with its deduplication index.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
 use ringchat_proto::{ChatEntry, Epoch, Seq};
 
@@ -15,10 +16,109 @@ pub struct Log {
     entries: Vec<ChatEntry>,
     base: Seq,
     base_epoch: Epoch,
-    /// `client_id` -> `message_id` -> sequence number: nested, so that a lookup (one per
-    /// proposal) borrows the ids instead of allocating a key.
-    index: HashMap<String, HashMap<String, Seq>>,
+    index: DedupIndex,
     bytes: usize,
+}
+
+/// `(client_id, message_id)` -> sequence number, kept small because it holds one slot per
+/// stored message: a slot is the key's 64-bit hash and the sequence number (16 bytes),
+/// and the ids themselves are read from the entry the slot points to, so a lookup that
+/// lands on another key's slot is told apart. A key whose hash slot is taken by another
+/// key goes to `overflow` with its ids. The hash is keyed per process (SipHash with random
+/// keys), so clients cannot choose ids that collide on purpose; by chance, a collision
+/// happens about once in 2^64 / n lookups.
+#[derive(Debug, Default, Clone)]
+struct DedupIndex {
+    slots: HashMap<u64, Seq, BuildHasherDefault<PreHashed>>,
+    overflow: HashMap<String, HashMap<String, Seq>>,
+    keys: RandomState,
+}
+
+/// The index's keys are hashes already: the table uses them as they are.
+#[derive(Debug, Default, Clone, Copy)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl DedupIndex {
+    fn hash(&self, client_id: &str, message_id: &str) -> u64 {
+        self.keys.hash_one((client_id, message_id))
+    }
+
+    /// Where the key stands; `entry_at` reads the entry a slot points to.
+    fn find<'a>(
+        &self,
+        client_id: &str,
+        message_id: &str,
+        entry_at: impl Fn(Seq) -> Option<&'a ChatEntry>,
+    ) -> Option<Seq> {
+        let h = self.hash(client_id, message_id);
+        if let Some(&seq) = self.slots.get(&h)
+            && entry_at(seq).is_some_and(|e| e.client_id == client_id && e.message_id == message_id)
+        {
+            return Some(seq);
+        }
+        if self.overflow.is_empty() {
+            return None;
+        }
+        self.overflow.get(client_id)?.get(message_id).copied()
+    }
+
+    /// Indexes `e`; `entry_at` reads the entry a taken slot points to.
+    fn insert<'a>(&mut self, e: &ChatEntry, entry_at: impl Fn(Seq) -> Option<&'a ChatEntry>) {
+        let h = self.hash(&e.client_id, &e.message_id);
+        let seq = e.sequence_number;
+        match self.slots.get(&h).copied() {
+            Some(other)
+                if entry_at(other).is_some_and(|o| {
+                    o.client_id != e.client_id || o.message_id != e.message_id
+                }) =>
+            {
+                self.overflow
+                    .entry(e.client_id.clone())
+                    .or_default()
+                    .insert(e.message_id.clone(), seq);
+            }
+            _ => {
+                self.slots.insert(h, seq);
+            }
+        }
+    }
+
+    /// Forgets `e` (if the index still points to it).
+    fn remove(&mut self, e: &ChatEntry) {
+        let h = self.hash(&e.client_id, &e.message_id);
+        if self.slots.get(&h) == Some(&e.sequence_number) {
+            self.slots.remove(&h);
+        } else if let Some(ids) = self.overflow.get_mut(&e.client_id) {
+            if ids.get(&e.message_id) == Some(&e.sequence_number) {
+                ids.remove(&e.message_id);
+            }
+            if ids.is_empty() {
+                self.overflow.remove(&e.client_id);
+            }
+        }
+    }
+}
+
+/// The entry at `seq` in `entries`, which follow `base`.
+fn entry_at(entries: &[ChatEntry], base: Seq, seq: Seq) -> Option<&ChatEntry> {
+    seq.checked_sub(base + 1)
+        .and_then(|i| entries.get(i as usize))
 }
 
 impl Log {
@@ -39,8 +139,7 @@ impl Log {
 
     /// The entry at `seq`, if held.
     pub fn get(&self, seq: Seq) -> Option<&ChatEntry> {
-        seq.checked_sub(self.base + 1)
-            .and_then(|i| self.entries.get(i as usize))
+        entry_at(&self.entries, self.base, seq)
     }
 
     /// Epoch of the entry at `seq`; 0 for `seq` 0 (the empty prefix matches everywhere),
@@ -61,16 +160,7 @@ impl Log {
 
     /// Where a message already stands, if it was stored before.
     pub fn find(&self, client_id: &str, message_id: &str) -> Option<Seq> {
-        self.index.get(client_id)?.get(message_id).copied()
-    }
-
-    fn unindex(index: &mut HashMap<String, HashMap<String, Seq>>, e: &ChatEntry) {
-        if let Some(ids) = index.get_mut(&e.client_id) {
-            ids.remove(&e.message_id);
-            if ids.is_empty() {
-                index.remove(&e.client_id);
-            }
-        }
+        self.index.find(client_id, message_id, |seq| self.get(seq))
     }
 
     /// Entries after `after` (or after `base`, if that is later), at most `limit`.
@@ -84,10 +174,9 @@ impl Log {
     pub fn append(&mut self, entry: ChatEntry) {
         debug_assert_eq!(entry.sequence_number, self.last_seq() + 1);
         self.bytes += entry.heap_bytes();
+        let (entries, base) = (&self.entries, self.base);
         self.index
-            .entry(entry.client_id.clone())
-            .or_default()
-            .insert(entry.message_id.clone(), entry.sequence_number);
+            .insert(&entry, |seq| entry_at(entries, base, seq));
         self.entries.push(entry);
     }
 
@@ -96,7 +185,7 @@ impl Log {
         let keep = (seq.saturating_sub(self.base) as usize).min(self.entries.len());
         for e in self.entries.drain(keep..) {
             self.bytes -= e.heap_bytes();
-            Self::unindex(&mut self.index, &e);
+            self.index.remove(&e);
         }
     }
 
@@ -122,7 +211,7 @@ impl Log {
         }
         for e in self.entries.drain(..n) {
             self.bytes -= e.heap_bytes();
-            Self::unindex(&mut self.index, &e);
+            self.index.remove(&e);
             self.base = e.sequence_number;
             self.base_epoch = e.epoch;
         }
@@ -200,6 +289,24 @@ mod tests {
         assert_eq!(log.last_epoch(), 7);
         log.truncate(0);
         assert!(log.is_empty() && log.text_bytes() == 0);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_slot_are_told_apart() {
+        let mut log = Log::default();
+        log.append(e(1, 1, "a"));
+        // Make "b" collide with "a": its hash slot already points to "a"'s entry.
+        let h = log.index.hash("c", "b");
+        log.index.slots.insert(h, 1);
+        log.append(e(2, 1, "b"));
+        assert_eq!(log.index.overflow.len(), 1, "b went to the overflow");
+        assert_eq!((log.find("c", "a"), log.find("c", "b")), (Some(1), Some(2)));
+        assert_eq!(log.find("c", "z"), None);
+        log.truncate(1);
+        assert_eq!((log.find("c", "a"), log.find("c", "b")), (Some(1), None));
+        assert!(log.index.overflow.is_empty());
+        log.truncate(0);
+        assert_eq!(log.find("c", "a"), None);
     }
 
     #[test]
