@@ -1,9 +1,13 @@
 //! The replicated chat history with its deduplication index.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
+mod index;
+mod stored;
 
-use ringchat_proto::{ChatEntry, Epoch, Seq};
+use ringchat_proto::{ChatEntry, ChatEntryRef, Epoch, Seq};
+use serde::ser::{Serialize, Serializer};
+
+use index::DedupIndex;
+use stored::{Senders, Stored};
 
 /// The chat history of one server: entries `base+1..=last_seq`, contiguous.
 ///
@@ -11,114 +15,62 @@ use ringchat_proto::{ChatEntry, Epoch, Seq};
 /// `base` keeps its epoch so that a batch following it can still be checked. The index on
 /// `(client_id, message_id)` is what makes a resent message land once, even when it is
 /// resent to a different leader after a failover; it covers the retained entries.
-#[derive(Debug, Default, Clone)]
+///
+/// Without a retention limit the history grows with every message, so an entry is held
+/// compactly (see [`stored`]) and handed out borrowed, as a [`ChatEntryRef`].
+#[derive(Debug, Default)]
 pub struct Log {
-    entries: Vec<ChatEntry>,
+    entries: Vec<Stored>,
     base: Seq,
     base_epoch: Epoch,
     index: DedupIndex,
+    senders: Senders,
     bytes: usize,
 }
 
-/// `(client_id, message_id)` -> sequence number, kept small because it holds one slot per
-/// stored message: a slot is the key's 64-bit hash and the sequence number (16 bytes),
-/// and the ids themselves are read from the entry the slot points to, so a lookup that
-/// lands on another key's slot is told apart. A key whose hash slot is taken by another
-/// key goes to `overflow` with its ids. The hash is keyed per process (SipHash with random
-/// keys), so clients cannot choose ids that collide on purpose; by chance, a collision
-/// happens about once in 2^64 / n lookups.
-#[derive(Debug, Default, Clone)]
-struct DedupIndex {
-    slots: HashMap<u64, Seq, BuildHasherDefault<PreHashed>>,
-    overflow: HashMap<String, HashMap<String, Seq>>,
-    keys: RandomState,
+/// Consecutive entries of a [`Log`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Entries<'a> {
+    first: Seq,
+    stored: &'a [Stored],
 }
 
-/// The index's keys are hashes already: the table uses them as they are.
-#[derive(Debug, Default, Clone, Copy)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
+impl<'a> Entries<'a> {
+    /// The entries in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ChatEntryRef<'a>> + 'a {
+        let (first, stored) = (self.first, self.stored);
+        stored
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| s.view(first + i as Seq))
     }
 
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
+    /// Owned copies, for a message that carries them.
+    pub fn to_vec(&self) -> Vec<ChatEntry> {
+        self.iter().map(|e| e.to_entry()).collect()
     }
 
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-impl DedupIndex {
-    fn hash(&self, client_id: &str, message_id: &str) -> u64 {
-        self.keys.hash_one((client_id, message_id))
+    /// The first entry.
+    pub fn first(&self) -> Option<ChatEntryRef<'a>> {
+        self.iter().next()
     }
 
-    /// Where the key stands; `entry_at` reads the entry a slot points to.
-    fn find<'a>(
-        &self,
-        client_id: &str,
-        message_id: &str,
-        entry_at: impl Fn(Seq) -> Option<&'a ChatEntry>,
-    ) -> Option<Seq> {
-        let h = self.hash(client_id, message_id);
-        if let Some(&seq) = self.slots.get(&h)
-            && entry_at(seq).is_some_and(|e| e.client_id == client_id && e.message_id == message_id)
-        {
-            return Some(seq);
-        }
-        if self.overflow.is_empty() {
-            return None;
-        }
-        self.overflow.get(client_id)?.get(message_id).copied()
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.stored.len()
     }
 
-    /// Indexes `e`; `entry_at` reads the entry a taken slot points to.
-    fn insert<'a>(&mut self, e: &ChatEntry, entry_at: impl Fn(Seq) -> Option<&'a ChatEntry>) {
-        let h = self.hash(&e.client_id, &e.message_id);
-        let seq = e.sequence_number;
-        match self.slots.get(&h).copied() {
-            Some(other)
-                if entry_at(other).is_some_and(|o| {
-                    o.client_id != e.client_id || o.message_id != e.message_id
-                }) =>
-            {
-                self.overflow
-                    .entry(e.client_id.clone())
-                    .or_default()
-                    .insert(e.message_id.clone(), seq);
-            }
-            _ => {
-                self.slots.insert(h, seq);
-            }
-        }
-    }
-
-    /// Forgets `e` (if the index still points to it).
-    fn remove(&mut self, e: &ChatEntry) {
-        let h = self.hash(&e.client_id, &e.message_id);
-        if self.slots.get(&h) == Some(&e.sequence_number) {
-            self.slots.remove(&h);
-        } else if let Some(ids) = self.overflow.get_mut(&e.client_id) {
-            if ids.get(&e.message_id) == Some(&e.sequence_number) {
-                ids.remove(&e.message_id);
-            }
-            if ids.is_empty() {
-                self.overflow.remove(&e.client_id);
-            }
-        }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.stored.is_empty()
     }
 }
 
-/// The entry at `seq` in `entries`, which follow `base`.
-fn entry_at(entries: &[ChatEntry], base: Seq, seq: Seq) -> Option<&ChatEntry> {
-    seq.checked_sub(base + 1)
-        .and_then(|i| entries.get(i as usize))
+/// A JSON array of entries, as the admin socket answers.
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
 }
 
 impl Log {
@@ -138,8 +90,13 @@ impl Log {
     }
 
     /// The entry at `seq`, if held.
-    pub fn get(&self, seq: Seq) -> Option<&ChatEntry> {
-        entry_at(&self.entries, self.base, seq)
+    pub fn get(&self, seq: Seq) -> Option<ChatEntryRef<'_>> {
+        self.stored(seq).map(|s| s.view(seq))
+    }
+
+    fn stored(&self, seq: Seq) -> Option<&Stored> {
+        seq.checked_sub(self.base + 1)
+            .and_then(|i| self.entries.get(i as usize))
     }
 
     /// Epoch of the entry at `seq`; 0 for `seq` 0 (the empty prefix matches everywhere),
@@ -148,7 +105,7 @@ impl Log {
         if seq == self.base {
             Some(self.base_epoch)
         } else {
-            self.get(seq).map(|e| e.epoch)
+            self.stored(seq).map(|e| e.epoch)
         }
     }
 
@@ -160,33 +117,59 @@ impl Log {
 
     /// Where a message already stands, if it was stored before.
     pub fn find(&self, client_id: &str, message_id: &str) -> Option<Seq> {
-        self.index.find(client_id, message_id, |seq| self.get(seq))
+        self.index.find(client_id, message_id, |seq| {
+            self.stored(seq)
+                .is_some_and(|s| s.is(client_id, message_id))
+        })
     }
 
     /// Entries after `after` (or after `base`, if that is later), at most `limit`.
-    pub fn range(&self, after: Seq, limit: usize) -> &[ChatEntry] {
+    pub fn range(&self, after: Seq, limit: usize) -> Entries<'_> {
         let start = (after.saturating_sub(self.base) as usize).min(self.entries.len());
         let end = start.saturating_add(limit).min(self.entries.len());
-        &self.entries[start..end]
+        Entries {
+            first: self.base + start as Seq + 1,
+            stored: &self.entries[start..end],
+        }
     }
 
     /// Appends an entry whose `sequence_number` must be `last_seq + 1`.
     pub fn append(&mut self, entry: ChatEntry) {
-        debug_assert_eq!(entry.sequence_number, self.last_seq() + 1);
-        self.bytes += entry.heap_bytes();
+        let stored = self.senders.store(entry);
+        self.push(stored);
+    }
+
+    fn push(&mut self, stored: Stored) {
+        let seq = self.last_seq() + 1;
+        let e = stored.view(seq);
+        self.bytes += e.heap_bytes();
         let (entries, base) = (&self.entries, self.base);
-        self.index
-            .insert(&entry, |seq| entry_at(entries, base, seq));
-        self.entries.push(entry);
+        self.index.insert(e.client_id, e.message_id, seq, |other| {
+            other
+                .checked_sub(base + 1)
+                .and_then(|i| entries.get(i as usize))
+                .is_some_and(|s| s.is(e.client_id, e.message_id))
+        });
+        self.entries.push(stored);
+    }
+
+    /// Unindexes the entries at `from..to` (indices into `entries`) before they go.
+    fn forget(&mut self, from: usize, to: usize) {
+        let first = self.base + from as Seq + 1;
+        for (i, s) in self.entries[from..to].iter().enumerate() {
+            let e = s.view(first + i as Seq);
+            self.bytes -= e.heap_bytes();
+            self.index
+                .remove(e.client_id, e.message_id, e.sequence_number);
+            self.senders.release(s);
+        }
     }
 
     /// Drops every entry after `seq`.
     pub fn truncate(&mut self, seq: Seq) {
         let keep = (seq.saturating_sub(self.base) as usize).min(self.entries.len());
-        for e in self.entries.drain(keep..) {
-            self.bytes -= e.heap_bytes();
-            self.index.remove(&e);
-        }
+        self.forget(keep, self.entries.len());
+        self.entries.truncate(keep);
     }
 
     /// Forgets everything and continues after `base` (whose epoch is `base_epoch`): a
@@ -209,12 +192,10 @@ impl Log {
         if n == 0 {
             return;
         }
-        for e in self.entries.drain(..n) {
-            self.bytes -= e.heap_bytes();
-            self.index.remove(&e);
-            self.base = e.sequence_number;
-            self.base_epoch = e.epoch;
-        }
+        self.forget(0, n);
+        self.base_epoch = self.entries[n - 1].epoch;
+        self.base += n as Seq;
+        self.entries.drain(..n);
     }
 
     /// Number of entries.
@@ -249,7 +230,8 @@ impl Log {
                 Some(_) => self.truncate(seq - 1),
                 None => {}
             }
-            self.append(entry.clone());
+            let stored = self.senders.store_copy(entry.borrowed());
+            self.push(stored);
         }
         true
     }
@@ -300,6 +282,7 @@ mod tests {
         log.index.slots.insert(h, 1);
         log.append(e(2, 1, "b"));
         assert_eq!(log.index.overflow.len(), 1, "b went to the overflow");
+        assert_eq!(log.senders.len(), 1, "one sender, held once");
         assert_eq!((log.find("c", "a"), log.find("c", "b")), (Some(1), Some(2)));
         assert_eq!(log.find("c", "z"), None);
         log.truncate(1);
@@ -307,6 +290,7 @@ mod tests {
         assert!(log.index.overflow.is_empty());
         log.truncate(0);
         assert_eq!(log.find("c", "a"), None);
+        assert_eq!(log.senders.len(), 0, "a sender goes with its last entry");
     }
 
     #[test]

@@ -498,7 +498,7 @@ impl Sim {
                     "server {id} differs at {seq}"
                 );
                 assert!(
-                    seen.insert((e.client_id.clone(), e.message_id.clone())),
+                    seen.insert((e.client_id, e.message_id)),
                     "duplicate at {seq}"
                 );
             }
@@ -537,7 +537,7 @@ impl Sim {
                     "server {id} differs at {seq}"
                 );
                 assert!(
-                    seen.insert((e.client_id.clone(), e.message_id.clone())),
+                    seen.insert((e.client_id, e.message_id)),
                     "duplicate at {seq}"
                 );
             }
@@ -931,8 +931,8 @@ fn retention_keeps_a_window_and_restarted_servers_get_it() {
         for m in &sim.msgs {
             if let Some(seq) = m.acked_seq.filter(|s| *s > base) {
                 assert_eq!(
-                    sim.node(leader).log().get(seq).map(|e| &e.message_id),
-                    Some(&m.key.1)
+                    sim.node(leader).log().get(seq).map(|e| e.message_id),
+                    Some(m.key.1.as_str())
                 );
             }
         }

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::ChatEntry;
+use crate::entry::{ChatEntry, ChatEntryRef};
 use crate::error::ErrorCode;
 use crate::ids::{Epoch, NodeId, Seq};
 
@@ -123,7 +123,7 @@ pub enum ServerMessageRef<'a> {
         sender_id: &'a str,
         /// The entry, at the top level of the object.
         #[serde(flatten)]
-        entry: &'a ChatEntry,
+        entry: ChatEntryRef<'a>,
     },
     /// As [`ServerMessage::MessageDelivered`], for `entry`.
     MessageDelivered {
@@ -179,7 +179,7 @@ mod tests {
         });
         let borrowed = ServerMessageRef::ChatBroadcast {
             sender_id: "Server 3",
-            entry: &e,
+            entry: e.borrowed(),
         };
         let json = |v: serde_json::Result<String>| v.unwrap();
         assert_eq!(

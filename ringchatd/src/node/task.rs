@@ -326,7 +326,7 @@ impl NodeTask {
         for frame in history_frames(
             self.settings.id,
             self.settings.max_frame,
-            entries,
+            entries.iter(),
             from,
             self.broadcast_upto,
             reset,
@@ -347,7 +347,7 @@ impl NodeTask {
         frame_json(&ServerMessageRef::MessageDelivered {
             sender_id,
             timestamp: unix_timestamp(),
-            message_id: &e.message_id,
+            message_id: e.message_id,
             sequence_number: seq,
             epoch: e.epoch,
         })
