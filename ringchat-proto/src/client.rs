@@ -10,6 +10,8 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::ids::Seq;
 use crate::limits::*;
 
+mod fast;
+
 /// A request a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
@@ -70,6 +72,9 @@ pub fn parse_client_request(
     payload: &[u8],
     limits: &ClientLimits,
 ) -> Result<ClientRequest, ProtocolError> {
+    if let Some(chat) = fast::client_message(payload, limits) {
+        return Ok(ClientRequest::Message(chat));
+    }
     let text = std::str::from_utf8(payload)
         .map_err(|e| ProtocolError::new(ErrorCode::BadFrame, format!("frame is not UTF-8: {e}")))?;
     let value: Value = serde_json::from_str(text)
