@@ -248,7 +248,7 @@ fn check_node(node: &Node, epoch_before: Epoch) {
             .expect("an entry between base and last is held");
         assert_eq!(e.sequence_number, seq, "node {me}: entry out of place");
         assert_eq!(
-            log.find(&e.client_id, &e.message_id),
+            log.find(e.client_id, e.message_id),
             Some(seq),
             "node {me}: dedup index out of step"
         );

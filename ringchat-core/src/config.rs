@@ -68,7 +68,7 @@ impl Default for CoreConfig {
             replication_timeout: 1000,
             startup_grace: 400,
             sync_chunk_size: 100,
-            max_inflight_entries: 4096,
+            max_inflight_entries: 32_768,
             seeds: Vec::new(),
             history_retention: 0,
             mode: ReplicationMode::Available,

@@ -20,7 +20,7 @@ mod ring;
 pub use action::{Action, ElectionTrigger, Input, Notice, Proposal, ProposeError, ProposeOutcome};
 pub use config::{CoreConfig, ReplicationMode};
 pub use election::{MAX_NODE_ID, epoch_initiator, epoch_round, next_epoch};
-pub use log::Log;
+pub use log::{Entries, Log};
 pub use node::{Node, Role};
 pub use replication::{FollowerProgress, FollowerState};
 pub use ring::Ring;

@@ -1,8 +1,13 @@
 //! The replicated chat history with its deduplication index.
 
-use std::collections::HashMap;
+mod index;
+mod stored;
 
-use ringchat_proto::{ChatEntry, Epoch, Seq};
+use ringchat_proto::{ChatEntry, ChatEntryRef, Epoch, Seq};
+use serde::ser::{Serialize, Serializer};
+
+use index::DedupIndex;
+use stored::{Senders, Stored};
 
 /// The chat history of one server: entries `base+1..=last_seq`, contiguous.
 ///
@@ -10,14 +15,16 @@ use ringchat_proto::{ChatEntry, Epoch, Seq};
 /// `base` keeps its epoch so that a batch following it can still be checked. The index on
 /// `(client_id, message_id)` is what makes a resent message land once, even when it is
 /// resent to a different leader after a failover; it covers the retained entries.
-#[derive(Debug, Default, Clone)]
+///
+/// Without a retention limit the history grows with every message, so an entry is held
+/// compactly (see [`stored`]) and handed out borrowed, as a [`ChatEntryRef`].
+#[derive(Debug, Default)]
 pub struct Log {
-    entries: Vec<ChatEntry>,
+    entries: Vec<Stored>,
     base: Seq,
     base_epoch: Epoch,
-    /// `client_id` -> `message_id` -> sequence number: nested, so that a lookup (one per
-    /// proposal) borrows the ids instead of allocating a key.
-    index: HashMap<String, HashMap<String, Seq>>,
+    index: DedupIndex,
+    senders: Senders,
     bytes: usize,
     /// Where each epoch's entries start, `(first_seq, epoch)` ascending, back to
     /// `runs_from`. Trimming keeps them (a few bytes per election), so that a merge can
@@ -30,6 +37,51 @@ pub struct Log {
 
 /// Epoch runs kept at most; beyond that the oldest are forgotten.
 const MAX_EPOCH_RUNS: usize = 4096;
+
+/// Consecutive entries of a [`Log`], borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Entries<'a> {
+    first: Seq,
+    stored: &'a [Stored],
+}
+
+impl<'a> Entries<'a> {
+    /// The entries in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ChatEntryRef<'a>> + 'a {
+        let (first, stored) = (self.first, self.stored);
+        stored
+            .iter()
+            .enumerate()
+            .map(move |(i, s)| s.view(first + i as Seq))
+    }
+
+    /// Owned copies, for a message that carries them.
+    pub fn to_vec(&self) -> Vec<ChatEntry> {
+        self.iter().map(|e| e.to_entry()).collect()
+    }
+
+    /// The first entry.
+    pub fn first(&self) -> Option<ChatEntryRef<'a>> {
+        self.iter().next()
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.stored.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.stored.is_empty()
+    }
+}
+
+/// A JSON array of entries, as the admin socket answers.
+impl Serialize for Entries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
 
 impl Log {
     /// Sequence number of the newest entry (0 when empty).
@@ -48,7 +100,11 @@ impl Log {
     }
 
     /// The entry at `seq`, if held.
-    pub fn get(&self, seq: Seq) -> Option<&ChatEntry> {
+    pub fn get(&self, seq: Seq) -> Option<ChatEntryRef<'_>> {
+        self.stored(seq).map(|s| s.view(seq))
+    }
+
+    fn stored(&self, seq: Seq) -> Option<&Stored> {
         seq.checked_sub(self.base + 1)
             .and_then(|i| self.entries.get(i as usize))
     }
@@ -59,7 +115,7 @@ impl Log {
         if seq == self.base {
             Some(self.base_epoch)
         } else {
-            self.get(seq).map(|e| e.epoch)
+            self.stored(seq).map(|e| e.epoch)
         }
     }
 
@@ -89,50 +145,70 @@ impl Log {
 
     /// Where a message already stands, if it was stored before.
     pub fn find(&self, client_id: &str, message_id: &str) -> Option<Seq> {
-        self.index.get(client_id)?.get(message_id).copied()
-    }
-
-    fn unindex(index: &mut HashMap<String, HashMap<String, Seq>>, e: &ChatEntry) {
-        if let Some(ids) = index.get_mut(&e.client_id) {
-            ids.remove(&e.message_id);
-            if ids.is_empty() {
-                index.remove(&e.client_id);
-            }
-        }
+        self.index.find(client_id, message_id, |seq| {
+            self.stored(seq)
+                .is_some_and(|s| s.is(client_id, message_id))
+        })
     }
 
     /// Entries after `after` (or after `base`, if that is later), at most `limit`.
-    pub fn range(&self, after: Seq, limit: usize) -> &[ChatEntry] {
+    pub fn range(&self, after: Seq, limit: usize) -> Entries<'_> {
         let start = (after.saturating_sub(self.base) as usize).min(self.entries.len());
         let end = start.saturating_add(limit).min(self.entries.len());
-        &self.entries[start..end]
+        Entries {
+            first: self.base + start as Seq + 1,
+            stored: &self.entries[start..end],
+        }
     }
 
     /// Appends an entry whose `sequence_number` must be `last_seq + 1`.
     pub fn append(&mut self, entry: ChatEntry) {
-        debug_assert_eq!(entry.sequence_number, self.last_seq() + 1);
-        self.bytes += entry.heap_bytes();
-        self.index
-            .entry(entry.client_id.clone())
-            .or_default()
-            .insert(entry.message_id.clone(), entry.sequence_number);
-        if self.runs.last().is_none_or(|(_, e)| *e != entry.epoch) {
+        let stored = self.senders.store(entry);
+        self.push(stored);
+    }
+
+    fn push(&mut self, stored: Stored) {
+        let seq = self.last_seq() + 1;
+        let e = stored.view(seq);
+        self.bytes += e.heap_bytes();
+        let (entries, base) = (&self.entries, self.base);
+        self.index.insert(e.client_id, e.message_id, seq, |other| {
+            other
+                .checked_sub(base + 1)
+                .and_then(|i| entries.get(i as usize))
+                .is_some_and(|s| s.is(e.client_id, e.message_id))
+        });
+        if self
+            .runs
+            .last()
+            .is_none_or(|(_, epoch)| *epoch != stored.epoch)
+        {
             if self.runs.len() >= MAX_EPOCH_RUNS {
                 self.runs.remove(0);
-                self.runs_from = self.runs.first().map_or(entry.sequence_number, |r| r.0);
+                self.runs_from = self.runs.first().map_or(seq, |r| r.0);
             }
-            self.runs.push((entry.sequence_number, entry.epoch));
+            self.runs.push((seq, stored.epoch));
         }
-        self.entries.push(entry);
+        self.entries.push(stored);
+    }
+
+    /// Unindexes the entries at `from..to` (indices into `entries`) before they go.
+    fn forget(&mut self, from: usize, to: usize) {
+        let first = self.base + from as Seq + 1;
+        for (i, s) in self.entries[from..to].iter().enumerate() {
+            let e = s.view(first + i as Seq);
+            self.bytes -= e.heap_bytes();
+            self.index
+                .remove(e.client_id, e.message_id, e.sequence_number);
+            self.senders.release(s);
+        }
     }
 
     /// Drops every entry after `seq`.
     pub fn truncate(&mut self, seq: Seq) {
         let keep = (seq.saturating_sub(self.base) as usize).min(self.entries.len());
-        for e in self.entries.drain(keep..) {
-            self.bytes -= e.heap_bytes();
-            Self::unindex(&mut self.index, &e);
-        }
+        self.forget(keep, self.entries.len());
+        self.entries.truncate(keep);
         let last = self.last_seq();
         while self.runs.last().is_some_and(|(first, _)| *first > last) {
             self.runs.pop();
@@ -159,8 +235,8 @@ impl Log {
         if start == self.entries.len() {
             return;
         }
-        for e in &mut self.entries[start..] {
-            e.epoch = epoch;
+        for s in &mut self.entries[start..] {
+            s.epoch = epoch;
         }
         while self.runs.last().is_some_and(|(f, _)| *f >= first) {
             self.runs.pop();
@@ -182,12 +258,10 @@ impl Log {
         if n == 0 {
             return;
         }
-        for e in self.entries.drain(..n) {
-            self.bytes -= e.heap_bytes();
-            Self::unindex(&mut self.index, &e);
-            self.base = e.sequence_number;
-            self.base_epoch = e.epoch;
-        }
+        self.forget(0, n);
+        self.base_epoch = self.entries[n - 1].epoch;
+        self.base += n as Seq;
+        self.entries.drain(..n);
     }
 
     /// Number of entries.
@@ -222,7 +296,8 @@ impl Log {
                 Some(_) => self.truncate(seq - 1),
                 None => {}
             }
-            self.append(entry.clone());
+            let stored = self.senders.store_copy(entry.borrowed());
+            self.push(stored);
         }
         true
     }
@@ -262,6 +337,26 @@ mod tests {
         assert_eq!(log.last_epoch(), 7);
         log.truncate(0);
         assert!(log.is_empty() && log.text_bytes() == 0);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_slot_are_told_apart() {
+        let mut log = Log::default();
+        log.append(e(1, 1, "a"));
+        // Make "b" collide with "a": its hash slot already points to "a"'s entry.
+        let h = log.index.hash("c", "b");
+        log.index.slots.insert(h, 1);
+        log.append(e(2, 1, "b"));
+        assert_eq!(log.index.overflow.len(), 1, "b went to the overflow");
+        assert_eq!(log.senders.len(), 1, "one sender, held once");
+        assert_eq!((log.find("c", "a"), log.find("c", "b")), (Some(1), Some(2)));
+        assert_eq!(log.find("c", "z"), None);
+        log.truncate(1);
+        assert_eq!((log.find("c", "a"), log.find("c", "b")), (Some(1), None));
+        assert!(log.index.overflow.is_empty());
+        log.truncate(0);
+        assert_eq!(log.find("c", "a"), None);
+        assert_eq!(log.senders.len(), 0, "a sender goes with its last entry");
     }
 
     #[test]

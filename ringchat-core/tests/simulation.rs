@@ -532,7 +532,7 @@ impl Sim {
                     "server {id} differs at {seq}"
                 );
                 assert!(
-                    seen.insert((e.client_id.clone(), e.message_id.clone())),
+                    seen.insert((e.client_id, e.message_id)),
                     "duplicate at {seq}"
                 );
             }
@@ -571,7 +571,7 @@ impl Sim {
                     "server {id} differs at {seq}"
                 );
                 assert!(
-                    seen.insert((e.client_id.clone(), e.message_id.clone())),
+                    seen.insert((e.client_id, e.message_id)),
                     "duplicate at {seq}"
                 );
             }
@@ -965,8 +965,8 @@ fn retention_keeps_a_window_and_restarted_servers_get_it() {
         for m in &sim.msgs {
             if let Some(seq) = m.acked_seq.filter(|s| *s > base) {
                 assert_eq!(
-                    sim.node(leader).log().get(seq).map(|e| &e.message_id),
-                    Some(&m.key.1)
+                    sim.node(leader).log().get(seq).map(|e| e.message_id),
+                    Some(m.key.1.as_str())
                 );
             }
         }
@@ -1282,10 +1282,7 @@ fn retention_merge_scenario(seed: u64, multicast: bool, winner_msgs: usize, lose
         for seq in base + 1..=log.last_seq() {
             let e = log.get(seq).unwrap();
             assert_eq!(Some(e), leader_log.get(seq), "seed {seed}: {id} at {seq}");
-            assert!(
-                seen.insert((e.client_id.clone(), e.message_id.clone())),
-                "twice"
-            );
+            assert!(seen.insert((e.client_id, e.message_id)), "twice");
         }
         // The merged messages come last; the window of the merged history (120) then holds
         // the newest of them at least.
@@ -1533,7 +1530,7 @@ fn a_cut_follower_that_led_alone_does_not_renumber_the_majority() {
         let committed: Vec<(Seq, String)> = {
             let log = sim.node(5).log();
             (1..=sim.node(5).commit_seq())
-                .filter_map(|s| log.get(s).map(|e| (s, e.message_id.clone())))
+                .filter_map(|s| log.get(s).map(|e| (s, e.message_id.to_string())))
                 .collect()
         };
         assert!(committed.len() >= 40, "seed {seed}: the majority committed");
@@ -1563,7 +1560,7 @@ fn a_cut_follower_that_led_alone_does_not_renumber_the_majority() {
             let log = sim.node(id).log();
             for (seq, message_id) in &committed {
                 assert_eq!(
-                    log.get(*seq).map(|e| e.message_id.as_str()),
+                    log.get(*seq).map(|e| e.message_id),
                     Some(message_id.as_str()),
                     "seed {seed}: server {id} moved the committed message at {seq}"
                 );

@@ -10,6 +10,8 @@ use crate::error::{ErrorCode, ProtocolError};
 use crate::ids::Seq;
 use crate::limits::*;
 
+mod fast;
+
 /// A request a client may send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientRequest {
@@ -70,11 +72,15 @@ pub fn parse_client_request(
     payload: &[u8],
     limits: &ClientLimits,
 ) -> Result<ClientRequest, ProtocolError> {
+    if let Some(chat) = fast::client_message(payload, limits) {
+        return Ok(ClientRequest::Message(chat));
+    }
     let text = std::str::from_utf8(payload)
         .map_err(|e| ProtocolError::new(ErrorCode::BadFrame, format!("frame is not UTF-8: {e}")))?;
     let value: Value = serde_json::from_str(text)
         .map_err(|e| ProtocolError::new(ErrorCode::BadJson, format!("invalid JSON: {e}")))?;
-    let Value::Object(map) = value else {
+    // Fields are moved out of the parsed object, not copied.
+    let Value::Object(mut map) = value else {
         return Err(ProtocolError::new(
             ErrorCode::BadJson,
             "a frame must hold one JSON object",
@@ -87,11 +93,11 @@ pub fn parse_client_request(
     };
     match msg_type.as_str() {
         "client_connect" => Ok(ClientRequest::Connect {
-            client_id: client_id(&map)?,
-            username: username(&map)?,
+            client_id: client_id(&mut map)?,
+            username: username(&mut map)?,
             from_sequence: opt_u64(&map, "from_sequence")?,
         }),
-        "client_message" => parse_message(&map, limits).map(ClientRequest::Message),
+        "client_message" => parse_message(&mut map, limits).map(ClientRequest::Message),
         "history_request" => {
             let limit = opt_u64(&map, "limit")?.unwrap_or(DEFAULT_HISTORY_LIMIT);
             if !(1..=MAX_HISTORY_LIMIT).contains(&limit) {
@@ -115,15 +121,15 @@ pub fn parse_client_request(
 }
 
 fn parse_message(
-    map: &Map<String, Value>,
+    map: &mut Map<String, Value>,
     limits: &ClientLimits,
 ) -> Result<OutgoingChat, ProtocolError> {
     let message_id = bounded_str(map, "message_id", MAX_MESSAGE_ID_CHARS)?;
     let with_id = |e: ProtocolError| e.with_message_id(Some(message_id.clone()));
     let client_id = client_id(map).map_err(with_id)?;
     let username = username(map).map_err(with_id)?;
-    let content = match map.get("content") {
-        Some(Value::String(s)) => s.clone(),
+    let content = match map.remove("content") {
+        Some(Value::String(s)) => s,
         Some(_) => return Err(with_id(bad_field("content", "must be a string"))),
         None => return Err(with_id(bad_field("content", "is missing"))),
     };
@@ -152,8 +158,12 @@ fn bad_field(field: &str, what: &str) -> ProtocolError {
     ProtocolError::new(ErrorCode::BadField, format!("field {field} {what}"))
 }
 
-fn bounded_str(map: &Map<String, Value>, field: &str, max: usize) -> Result<String, ProtocolError> {
-    match map.get(field) {
+fn bounded_str(
+    map: &mut Map<String, Value>,
+    field: &str,
+    max: usize,
+) -> Result<String, ProtocolError> {
+    match map.remove(field) {
         Some(Value::String(s)) => {
             let n = s.chars().count();
             if n == 0 || n > max {
@@ -162,7 +172,7 @@ fn bounded_str(map: &Map<String, Value>, field: &str, max: usize) -> Result<Stri
                     &format!("must have 1 to {max} characters"),
                 ))
             } else {
-                Ok(s.clone())
+                Ok(s)
             }
         }
         Some(_) => Err(bad_field(field, "must be a string")),
@@ -170,7 +180,7 @@ fn bounded_str(map: &Map<String, Value>, field: &str, max: usize) -> Result<Stri
     }
 }
 
-fn client_id(map: &Map<String, Value>) -> Result<String, ProtocolError> {
+fn client_id(map: &mut Map<String, Value>) -> Result<String, ProtocolError> {
     bounded_str(map, "client_id", MAX_CLIENT_ID_CHARS)
 }
 
@@ -189,7 +199,7 @@ pub fn validate_username(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn username(map: &Map<String, Value>) -> Result<String, ProtocolError> {
+fn username(map: &mut Map<String, Value>) -> Result<String, ProtocolError> {
     let name = bounded_str(map, "username", MAX_USERNAME_CHARS)?;
     validate_username(&name).map_err(|e| bad_field("username", &e))?;
     Ok(name)

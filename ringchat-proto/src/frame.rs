@@ -107,7 +107,8 @@ fn check_len(len: usize, max: usize) -> Result<(), FrameError> {
 
 /// Serializes `value` as JSON and prefixes the length: a whole frame, ready to share.
 pub fn frame_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Bytes, serde_json::Error> {
-    let mut buf = Vec::with_capacity(256);
+    // A broadcast of a 100-character text is about 330 bytes: room for it without a regrowth.
+    let mut buf = Vec::with_capacity(512);
     buf.extend_from_slice(&[0; HEADER_LEN]);
     serde_json::to_writer(&mut buf, value)?;
     let len = (buf.len() - HEADER_LEN) as u32;

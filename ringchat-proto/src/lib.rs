@@ -22,6 +22,6 @@ pub mod peer;
 pub mod requests;
 pub mod server;
 
-pub use entry::ChatEntry;
+pub use entry::{ChatEntry, ChatEntryRef};
 pub use error::{ErrorCode, ProtocolError};
 pub use ids::{Epoch, NodeId, Seq};

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::entry::ChatEntry;
 use crate::ids::{Epoch, NodeId, Seq};
 
+mod de;
+
 /// How to reach a server: its ring address and its client port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -22,8 +24,9 @@ pub struct NodeInfo {
     pub client_port: u16,
 }
 
-/// One ring frame: who sent it, and what.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One ring frame: who sent it, and what. (Deserialize is written out in `de`, so that
+/// a batch's entries are parsed straight into their type.)
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerMessage {
     /// The sender's id.
     pub from: NodeId,

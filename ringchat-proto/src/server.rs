@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::entry::ChatEntry;
+use crate::entry::{ChatEntry, ChatEntryRef};
 use crate::error::ErrorCode;
 use crate::ids::{Epoch, NodeId, Seq};
 
@@ -112,6 +112,34 @@ pub struct ErrorMessage {
     pub message_id: Option<String>,
 }
 
+/// The frames the leader sends for every message, borrowing the stored entry: the same
+/// JSON as [`ServerMessage`] (tested), without copying the entry's strings first.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(tag = "msg_type", rename_all = "snake_case")]
+pub enum ServerMessageRef<'a> {
+    /// As [`ServerMessage::ChatBroadcast`].
+    ChatBroadcast {
+        #[allow(missing_docs)]
+        sender_id: &'a str,
+        /// The entry, at the top level of the object.
+        #[serde(flatten)]
+        entry: ChatEntryRef<'a>,
+    },
+    /// As [`ServerMessage::MessageDelivered`], for `entry`.
+    MessageDelivered {
+        #[allow(missing_docs)]
+        sender_id: &'a str,
+        #[allow(missing_docs)]
+        timestamp: f64,
+        #[allow(missing_docs)]
+        message_id: &'a str,
+        #[allow(missing_docs)]
+        sequence_number: Seq,
+        #[allow(missing_docs)]
+        epoch: Epoch,
+    },
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +168,42 @@ mod tests {
         assert_eq!(json, expected);
         let back: ServerMessage = serde_json::from_value(json).unwrap();
         assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn borrowed_frames_are_the_same_json() {
+        let e = entry();
+        let owned = ServerMessage::ChatBroadcast(ChatBroadcast {
+            sender_id: "Server 3".into(),
+            entry: e.clone(),
+        });
+        let borrowed = ServerMessageRef::ChatBroadcast {
+            sender_id: "Server 3",
+            entry: e.borrowed(),
+        };
+        let json = |v: serde_json::Result<String>| v.unwrap();
+        assert_eq!(
+            json(serde_json::to_string(&borrowed)),
+            json(serde_json::to_string(&owned))
+        );
+        let owned = ServerMessage::MessageDelivered(MessageDelivered {
+            sender_id: "Server 3".into(),
+            timestamp: 5.5,
+            message_id: e.message_id.clone(),
+            sequence_number: 1,
+            epoch: 2,
+        });
+        let borrowed = ServerMessageRef::MessageDelivered {
+            sender_id: "Server 3",
+            timestamp: 5.5,
+            message_id: &e.message_id,
+            sequence_number: 1,
+            epoch: 2,
+        };
+        assert_eq!(
+            json(serde_json::to_string(&borrowed)),
+            json(serde_json::to_string(&owned))
+        );
     }
 
     #[test]

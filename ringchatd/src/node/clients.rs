@@ -40,24 +40,28 @@ impl Clients {
         self.clients.remove(&conn);
     }
 
-    /// Queues a frame. A client whose queue is full reads too slowly: it is dropped at once
-    /// so that it never slows the leader or the other clients.
+    /// Queues a frame. A client whose queue is full reads too slowly: it is dropped.
     pub fn send(&mut self, conn: ConnId, frame: Bytes) {
         let Some(c) = self.clients.get(&conn) else {
             return;
         };
-        match c.outbox.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(conn, "Client reads too slowly; disconnecting it.");
-                crate::ops::metrics::slow_client_disconnect();
-                self.slow_disconnects += 1;
-                c.kick.cancel();
-                self.clients.remove(&conn);
-            }
-            Err(TrySendError::Closed(_)) => {
-                self.clients.remove(&conn);
-            }
+        if let Err(e) = c.outbox.try_send(frame) {
+            self.drop_client(conn, matches!(e, TrySendError::Full(_)));
+        }
+    }
+
+    /// Forgets a client whose outbox refused a frame: `full` when it reads too slowly
+    /// (then it is disconnected at once, so that it never slows the leader or the others),
+    /// otherwise its connection is gone already.
+    fn drop_client(&mut self, conn: ConnId, full: bool) {
+        let Some(c) = self.clients.remove(&conn) else {
+            return;
+        };
+        if full {
+            tracing::warn!(conn, "Client reads too slowly; disconnecting it.");
+            crate::ops::metrics::slow_client_disconnect();
+            self.slow_disconnects += 1;
+            c.kick.cancel();
         }
     }
 
@@ -73,16 +77,19 @@ impl Clients {
         self.clients.remove(&conn);
     }
 
-    /// Sends the same bytes to every client in a session.
+    /// Sends the same bytes to every client in a session. Runs once per message: it
+    /// allocates only when a client has to go.
     pub fn broadcast(&mut self, frame: &Bytes) {
-        let targets: Vec<ConnId> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.session.is_some())
-            .map(|(id, _)| *id)
-            .collect();
-        for conn in targets {
-            self.send(conn, frame.clone());
+        let mut failed = Vec::new();
+        for (conn, c) in &self.clients {
+            if c.session.is_some()
+                && let Err(e) = c.outbox.try_send(frame.clone())
+            {
+                failed.push((*conn, matches!(e, TrySendError::Full(_))));
+            }
+        }
+        for (conn, full) in failed {
+            self.drop_client(conn, full);
         }
     }
 

@@ -5,16 +5,16 @@ use ringchat_proto::frame::frame_json;
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
 use ringchat_proto::limits::MAX_CLIENT_FRAME;
 use ringchat_proto::server::{HistoryResponse, ServerMessage};
-use ringchat_proto::{ChatEntry, NodeId, Seq};
+use ringchat_proto::{ChatEntry, ChatEntryRef, NodeId, Seq};
 
 /// Room left in a frame for the envelope and the other fields.
 const ENVELOPE_RESERVE: usize = 512;
 
 /// Frames answering a history question: `entries` (ascending) after `from_sequence`.
-pub fn history_frames(
+pub fn history_frames<'a>(
     me: NodeId,
     max_frame: usize,
-    entries: &[ChatEntry],
+    entries: impl IntoIterator<Item = ChatEntryRef<'a>>,
     from_sequence: Seq,
     last_sequence: Seq,
     reset: bool,
@@ -24,14 +24,14 @@ pub fn history_frames(
     let mut used = 0;
     for e in entries {
         // Entry sizes are bounded (content ≤ 4096 chars), so one always fits a page.
-        let size = serde_json::to_vec(e).map_or(budget, |v| v.len() + 1);
+        let size = serde_json::to_vec(&e).map_or(budget, |v| v.len() + 1);
         if used + size > budget && !pages.last().is_some_and(Vec::is_empty) {
             pages.push(Vec::new());
             used = 0;
         }
         used += size;
         if let Some(page) = pages.last_mut() {
-            page.push(e.clone());
+            page.push(e.to_entry());
         }
     }
     let n = pages.len();
@@ -77,7 +77,14 @@ mod tests {
     fn long_histories_span_frames_within_the_limit() {
         // Control characters take 6 bytes each in JSON: the worst case for a frame.
         let entries: Vec<ChatEntry> = (1..=300).map(|s| entry(s, 4096)).collect();
-        let frames = history_frames(3, MAX_CLIENT_FRAME, &entries, 0, 300, false);
+        let frames = history_frames(
+            3,
+            MAX_CLIENT_FRAME,
+            entries.iter().map(ChatEntry::borrowed),
+            0,
+            300,
+            false,
+        );
         assert!(frames.len() > 1);
         let mut seen = 0;
         for (i, f) in frames.iter().enumerate() {
@@ -99,7 +106,7 @@ mod tests {
 
     #[test]
     fn empty_history_is_one_frame() {
-        let frames = history_frames(1, MAX_CLIENT_FRAME, &[], 0, 0, false);
+        let frames = history_frames(1, MAX_CLIENT_FRAME, [], 0, 0, false);
         assert_eq!(frames.len(), 1);
     }
 }

@@ -9,9 +9,7 @@ use ringchat_proto::client::ClientRequest;
 use ringchat_proto::frame::frame_json;
 use ringchat_proto::ids::{server_sender_id, unix_timestamp};
 use ringchat_proto::peer::PeerBody;
-use ringchat_proto::server::{
-    ChatBroadcast, ErrorMessage, LeaderInfo, MessageDelivered, ServerMessage,
-};
+use ringchat_proto::server::{ErrorMessage, LeaderInfo, ServerMessage, ServerMessageRef};
 use ringchat_proto::{ErrorCode, NodeId, Seq};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -349,7 +347,7 @@ impl NodeTask {
         for frame in history_frames(
             self.settings.id,
             self.settings.max_frame,
-            entries,
+            entries.iter(),
             from,
             self.broadcast_upto,
             reset,
@@ -359,17 +357,22 @@ impl NodeTask {
     }
 
     fn send_delivered(&mut self, conn: ConnId, seq: Seq) {
-        let Some(e) = self.node.log().get(seq) else {
-            return;
-        };
-        let frame = self.encode(&ServerMessage::MessageDelivered(MessageDelivered {
-            sender_id: server_sender_id(self.settings.id),
+        if let Some(frame) = self.delivered_frame(&server_sender_id(self.settings.id), seq) {
+            self.clients.send(conn, frame);
+        }
+    }
+
+    /// The `message_delivered` frame for the entry at `seq`, if it is held.
+    fn delivered_frame(&self, sender_id: &str, seq: Seq) -> Option<Bytes> {
+        let e = self.node.log().get(seq)?;
+        frame_json(&ServerMessageRef::MessageDelivered {
+            sender_id,
             timestamp: unix_timestamp(),
-            message_id: e.message_id.clone(),
+            message_id: e.message_id,
             sequence_number: seq,
             epoch: e.epoch,
-        }));
-        self.clients.send(conn, frame);
+        })
+        .ok()
     }
 
     fn send_error(
@@ -638,21 +641,27 @@ impl NodeTask {
             }
             return;
         }
+        let sender_id = server_sender_id(self.settings.id);
         while self.broadcast_upto < commit {
             self.broadcast_upto += 1;
             let seq = self.broadcast_upto;
-            let Some(e) = self.node.log().get(seq).cloned() else {
+            // Encoded once from the stored entry (no copy of it); every client gets the
+            // same buffer.
+            let Some(e) = self.node.log().get(seq) else {
                 break;
             };
-            let frame = self.encode(&ServerMessage::ChatBroadcast(ChatBroadcast {
-                sender_id: server_sender_id(self.settings.id),
+            if let Ok(frame) = frame_json(&ServerMessageRef::ChatBroadcast {
+                sender_id: &sender_id,
                 entry: e,
-            }));
-            self.clients.broadcast(&frame);
+            }) {
+                self.clients.broadcast(&frame);
+            }
             if let Some(conns) = self.waiters.remove(&seq) {
                 for (conn, received) in conns {
                     metrics::commit_latency(received.elapsed().as_secs_f64());
-                    self.send_delivered(conn, seq);
+                    if let Some(frame) = self.delivered_frame(&sender_id, seq) {
+                        self.clients.send(conn, frame);
+                    }
                 }
             }
         }
