@@ -5,15 +5,17 @@
 # size and client counts, and prints both reports and a side-by-side summary:
 #   latency at COMPARE_RATE msg/s with COMPARE_LISTENERS listeners,
 #   fan-out to COMPARE_FANOUT_LISTENERS listeners at each rate of COMPARE_FANOUT_RATES,
-#   throughput with COMPARE_SENDERS closed-loop senders (Redis: PUBLISH with no subscriber,
-#   RingChat: every sender is also a chat client that receives every broadcast).
+#   throughput with COMPARE_SENDERS closed-loop senders of 100 messages in flight each, and
+#   with COMPARE_UNPIPELINED senders of one message in flight each (the issue's reference:
+#   Redis PUBLISH from 50 unpipelined connections). Redis: PUBLISH with no subscriber;
+#   RingChat: every sender is also a chat client that receives every broadcast.
 # Installs redis-server with apt-get if it is missing (as root). Its own redis-server runs on
 # a free port from REDIS_PORT [6400] up, and is stopped on exit with the cluster.
 #
 # Environment (defaults in brackets): COMPARE_DURATION [5], COMPARE_WARMUP [1],
 #   COMPARE_SIZE [100], COMPARE_RATE [1000], COMPARE_LISTENERS [10],
 #   COMPARE_FANOUT_LISTENERS [100], COMPARE_FANOUT_RATES ["1000 5000 10000"],
-#   COMPARE_SENDERS [10], and BENCH_BASE_PORT, BENCH_LOG_LEVEL (scripts/bench-cluster.sh).
+#   COMPARE_SENDERS [10], COMPARE_UNPIPELINED [50], and BENCH_BASE_PORT, BENCH_LOG_LEVEL (scripts/bench-cluster.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/bench-cluster.sh
@@ -27,6 +29,7 @@ listeners=${COMPARE_LISTENERS:-10}
 fanout_listeners=${COMPARE_FANOUT_LISTENERS:-100}
 fanout_rates=${COMPARE_FANOUT_RATES:-1000 5000 10000}
 senders=${COMPARE_SENDERS:-10}
+unpipelined=${COMPARE_UNPIPELINED:-50}
 
 if ! command -v redis-server >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then
@@ -74,6 +77,7 @@ for target in ringchat redis; do
     run "$target-fanout-$r" fanout "${to[@]}" "${window[@]}" --rate "$r" --listeners "$fanout_listeners"
   done
   run "$target-throughput" throughput "${to[@]}" "${window[@]}" --senders "$senders"
+  run "$target-unpipelined" throughput "${to[@]}" "${window[@]}" --senders "$unpipelined" --window 1
 done
 
 echo
@@ -90,7 +94,7 @@ def load(name):
         return None
 def ms(s, k):
     return "%.3f" % (s[k] / 1000.0)
-rows = [("latency", "latency")] + [("fanout-" + r, "fanout %s msg/s" % r) for r in rates] + [("throughput", "throughput")]
+rows = [("latency", "latency")] + [("fanout-" + r, "fanout %s msg/s" % r) for r in rates] + [("throughput", "throughput"), ("unpipelined", "unpipelined")]
 print("%-22s %-9s %14s %14s %9s %9s %9s %9s" % ("run", "target", "msg/s", "deliveries/s", "ack p50", "ack p99", "dlv p50", "dlv p99"))
 for key, label in rows:
     for t in ("ringchat", "redis"):
