@@ -47,13 +47,10 @@ pub enum Mode {
 /// Options every sending mode has.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Client addresses of the servers (`HOST:PORT,...`, client port = ring port + 100).
-    #[arg(long, value_delimiter = ',', required_unless_present = "redis")]
+    /// Client addresses of the servers (`HOST:PORT,...`, client port = ring port + 100);
+    /// required unless `--redis` is given.
+    #[arg(long, value_delimiter = ',')]
     pub servers: Vec<String>,
-    /// Drive this Redis server's PUBLISH/SUBSCRIBE instead of a RingChat cluster, with the
-    /// same load (throughput, latency and fanout only).
-    #[arg(long, value_name = "HOST:PORT")]
-    pub redis: Option<String>,
     /// Bytes of text per message (1-4096).
     #[arg(long, default_value_t = 100)]
     pub size: usize,
@@ -72,6 +69,15 @@ pub struct Common {
     /// Also write the JSON object to this file.
     #[arg(long, value_name = "FILE")]
     pub json_out: Option<PathBuf>,
+}
+
+/// What `throughput`, `latency` and `fanout` drive.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Drive this Redis server's PUBLISH/SUBSCRIBE instead of a RingChat cluster, with the
+    /// same load.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub redis: Option<String>,
 }
 
 /// The measurement window of `throughput`, `latency` and `fanout`.
@@ -99,6 +105,9 @@ pub struct ThroughputArgs {
     pub common: Common,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub target: Target,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub window_opts: Window,
     /// Sending connections.
     #[arg(long, default_value_t = 1)]
@@ -114,6 +123,9 @@ pub struct OpenLoopArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub common: Common,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub target: Target,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub window: Window,
@@ -216,7 +228,11 @@ fn secs(name: &str, v: f64) -> Result<Duration> {
 }
 
 impl Common {
-    fn check(&self) -> Result<()> {
+    /// Checks the options; `redis` says whether a Redis server replaces the cluster.
+    fn check(&self, redis: bool) -> Result<()> {
+        if self.servers.is_empty() && !redis {
+            bail!("--servers is required");
+        }
         if !(1..=DEFAULT_MAX_CONTENT_CHARS).contains(&self.size) {
             bail!(
                 "--size must be 1..={DEFAULT_MAX_CONTENT_CHARS} bytes, not {}",
@@ -224,14 +240,6 @@ impl Common {
             );
         }
         Ok(())
-    }
-
-    /// For the modes that need a RingChat cluster: refuses `--redis`.
-    fn check_ringchat(&self, mode: &str) -> Result<()> {
-        if self.redis.is_some() {
-            bail!("--redis is for throughput, latency and fanout, not {mode}");
-        }
-        self.check()
     }
 
     fn connect(&self) -> Result<ConnectOptions> {
@@ -274,7 +282,7 @@ fn emit<R: Report>(r: &R, common: &Common) -> Result<()> {
 pub async fn run(cli: Cli) -> Result<bool> {
     match cli.mode {
         Mode::Throughput(a) => {
-            a.common.check()?;
+            a.common.check(a.target.redis.is_some())?;
             a.window_opts.check()?;
             if a.senders == 0 || a.window == 0 {
                 bail!("--senders and --window must be at least 1");
@@ -292,7 +300,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
                 ack_timeout: secs("ack-timeout", a.common.ack_timeout)?,
                 run_id: run_id("tp"),
                 username: a.common.username.clone(),
-                redis: a.common.redis.clone(),
+                redis: a.target.redis.clone(),
             };
             let r = throughput::run(&cfg).await;
             emit(&r, &a.common)?;
@@ -301,7 +309,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
         Mode::Latency(a) => open_loop(a, Flavor::Latency).await,
         Mode::Fanout(a) => open_loop(a, Flavor::Fanout).await,
         Mode::Failover(a) => {
-            a.common.check_ringchat("failover")?;
+            a.common.check(false)?;
             if a.interval_ms <= 0.0 || !a.interval_ms.is_finite() {
                 bail!("--interval-ms must be positive");
             }
@@ -326,7 +334,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
             Ok(r.passed())
         }
         Mode::Sync(a) => {
-            a.common.check_ringchat("sync")?;
+            a.common.check(false)?;
             let cfg = SyncConfig {
                 connect: a.common.connect()?,
                 history: a.history,
@@ -382,7 +390,7 @@ pub async fn run(cli: Cli) -> Result<bool> {
 }
 
 async fn open_loop(a: OpenLoopArgs, flavor: Flavor) -> Result<bool> {
-    a.common.check()?;
+    a.common.check(a.target.redis.is_some())?;
     a.window.check()?;
     if !(a.rate > 0.0 && a.rate.is_finite()) {
         bail!("--rate must be positive");
@@ -404,7 +412,7 @@ async fn open_loop(a: OpenLoopArgs, flavor: Flavor) -> Result<bool> {
         }),
         username: a.common.username.clone(),
         flavor,
-        redis: a.common.redis.clone(),
+        redis: a.target.redis.clone(),
     };
     let r = openloop::run(&cfg).await?;
     emit(&r, &a.common)?;
