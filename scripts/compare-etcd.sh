@@ -81,7 +81,7 @@ etcd_leader() {
   local i
   for i in 1 2 3; do
     if etcdctl --endpoints "127.0.0.1:$((ebase + i))" --command-timeout=500ms \
-      endpoint status 2>/dev/null | awk -F', ' '{print $5}' | grep -qx true; then
+      endpoint status 2>/dev/null | awk -F', ' '$5 == "true" { f = 1 } END { exit !f }'; then
       echo "$i"
       return 0
     fi
@@ -103,7 +103,7 @@ etcd_wait_healthy() {
   return 1
 }
 
-etcd --version | head -1
+etcd --version | sed -n 1p
 for i in 1 2 3; do start_member "$i"; done
 etcd_wait_healthy
 echo "etcd up: clients $endpoints, default timeouts; member $(etcd_leader) leads. Work directory: $ework"
