@@ -83,8 +83,35 @@ impl ListenerStats {
             .count() as u64
     }
 
-    fn distinct_seen(&self) -> u64 {
+    /// Distinct messages of the sender seen, live or from history.
+    pub fn distinct_seen(&self) -> u64 {
         self.received + self.recovered
+    }
+
+    /// Counts the live receipt at `now` of the sender's message `n` (once per message):
+    /// towards deliveries in the window if it arrived inside it, and towards delivery
+    /// latency if the message was sent inside it.
+    pub fn count_delivery(&mut self, cfg: &ListenerConfig, n: u64, now: Instant) {
+        if !self.mark(n) {
+            return;
+        }
+        self.received += 1;
+        let (w0, w1) = (cfg.warmup_end, cfg.send_until);
+        if now >= w0 && now < w1 {
+            self.received_in_window += 1;
+        }
+        if let Some(sent) = cfg.send_times.get(n)
+            && sent >= w0
+            && sent < w1
+        {
+            self.delivery.record(now.saturating_duration_since(sent));
+        }
+    }
+
+    /// Whether a listener may stop: the sender finished (`done` holds its acked count
+    /// and when it was seen) and every acked message arrived, or `grace` has passed.
+    pub fn finished(&self, done: Option<(Instant, u64)>, grace: Duration) -> bool {
+        done.is_some_and(|(at, acked)| self.distinct_seen() >= acked || at.elapsed() >= grace)
     }
 
     fn mark(&mut self, n: u64) -> bool {
@@ -137,9 +164,7 @@ impl Listener {
             {
                 done_at = Some((Instant::now(), acked));
             }
-            if let Some((at, acked)) = done_at
-                && (self.st.distinct_seen() >= acked || at.elapsed() >= self.cfg.grace)
-            {
+            if self.st.finished(done_at, self.cfg.grace) {
                 return;
             }
             if last_ping.elapsed() >= self.cfg.ping_every {
@@ -226,20 +251,7 @@ impl Listener {
             self.st.other_broadcasts += 1;
             return;
         };
-        if !self.st.mark(n) {
-            return;
-        }
-        self.st.received += 1;
-        let (w0, w1) = (self.cfg.warmup_end, self.cfg.send_until);
-        if now >= w0 && now < w1 {
-            self.st.received_in_window += 1;
-        }
-        if let Some(sent) = self.cfg.send_times.get(n)
-            && sent >= w0
-            && sent < w1
-        {
-            self.st.delivery.record(now.saturating_duration_since(sent));
-        }
+        self.st.count_delivery(&self.cfg, n, now);
     }
 
     fn on_history(&mut self, entries: &[ChatEntry]) {

@@ -17,9 +17,10 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::listener::{self, ListenerConfig};
+use crate::redis::{self, RespConn};
 use crate::report::{self, Report, Table};
 use crate::sender::{self, Pace, SendTimes, SenderConfig, merge_counts};
-use crate::session::{self, ConnectOptions, Hello};
+use crate::session::{self, ConnectOptions, Hello, Session};
 use crate::stats::{Latency, Summary, per_second};
 use crate::wire;
 
@@ -60,6 +61,35 @@ pub struct OpenLoopConfig {
     pub username: String,
     /// Which table to print.
     pub flavor: Flavor,
+    /// Publish to and subscribe on this Redis server instead of the cluster.
+    pub redis: Option<String>,
+}
+
+/// A listener's connection, opened before the sender starts.
+enum Listening {
+    RingChat(Session),
+    Redis(RespConn),
+}
+
+async fn connect_listeners(cfg: &OpenLoopConfig, hellos: &[Hello]) -> Result<Vec<Listening>> {
+    match &cfg.redis {
+        None => Ok(
+            try_join_all(hellos.iter().map(|h| session::open(&cfg.connect, h, None)))
+                .await?
+                .into_iter()
+                .map(Listening::RingChat)
+                .collect(),
+        ),
+        Some(addr) => Ok(try_join_all(
+            hellos
+                .iter()
+                .map(|_| redis::subscribe(addr, &cfg.run_id, cfg.connect.attempt_timeout)),
+        )
+        .await?
+        .into_iter()
+        .map(Listening::Redis)
+        .collect()),
+    }
 }
 
 /// The result of a `latency` or `fanout` run.
@@ -67,6 +97,8 @@ pub struct OpenLoopConfig {
 pub struct OpenLoopReport {
     /// `"latency"` or `"fanout"`.
     pub mode: Flavor,
+    /// `"ringchat"`, or `"redis HOST:PORT"`.
+    pub target: String,
     /// Target send rate.
     pub rate: f64,
     /// Listening clients.
@@ -123,7 +155,7 @@ pub async fn run(cfg: &OpenLoopConfig) -> Result<OpenLoopReport> {
             from_sequence: None,
         })
         .collect();
-    let sessions = try_join_all(hellos.iter().map(|h| session::open(&cfg.connect, h, None)))
+    let sessions = connect_listeners(cfg, &hellos)
         .await
         .context("connecting the listeners")?;
 
@@ -152,7 +184,10 @@ pub async fn run(cfg: &OpenLoopConfig) -> Result<OpenLoopReport> {
                 grace: cfg.drain,
                 ping_every: Duration::from_secs(10),
             };
-            tokio::spawn(listener::run(lc, s))
+            match s {
+                Listening::RingChat(s) => tokio::spawn(listener::run(lc, s)),
+                Listening::Redis(c) => tokio::spawn(redis::listen(lc, c)),
+            }
         })
         .collect();
     let sc = SenderConfig {
@@ -175,7 +210,10 @@ pub async fn run(cfg: &OpenLoopConfig) -> Result<OpenLoopReport> {
         stop: CancellationToken::new(),
         view: None,
     };
-    let st = sender::run(sc).await;
+    let st = match &cfg.redis {
+        None => sender::run(sc).await,
+        Some(addr) => redis::send(sc, addr.clone(), cfg.run_id.clone()).await,
+    };
     done_tx.send_replace(Some(st.acked));
     let acked: Vec<u64> = st.acks.iter().map(|a| a.counter).collect();
     let sent_in_window = (1..=st.sent)
@@ -190,6 +228,7 @@ pub async fn run(cfg: &OpenLoopConfig) -> Result<OpenLoopReport> {
     let measured_secs = end.saturating_duration_since(warmup_end).as_secs_f64();
     let mut r = OpenLoopReport {
         mode: cfg.flavor,
+        target: report::target(cfg.redis.as_deref()),
         rate: cfg.rate,
         listeners: cfg.listeners,
         size: cfg.size,
@@ -245,7 +284,8 @@ impl Report for OpenLoopReport {
             Flavor::Fanout => "fanout",
         };
         let mut t = Table::new(&format!(
-            "{name}: {} msg/s open loop, {} listener(s), {}-byte messages, {:.1} s measured after {:.1} s warm-up",
+            "{name} ({}): {} msg/s open loop, {} listener(s), {}-byte messages, {:.1} s measured after {:.1} s warm-up",
+            self.target,
             report::rate(self.rate),
             self.listeners,
             self.size,

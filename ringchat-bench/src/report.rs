@@ -93,6 +93,11 @@ pub fn rate(r: f64) -> String {
     count(r.max(0.0).round() as u64)
 }
 
+/// What a run drove: `"ringchat"`, or `"redis HOST:PORT"`.
+pub fn target(redis: Option<&str>) -> String {
+    redis.map_or_else(|| "ringchat".to_string(), |a| format!("redis {a}"))
+}
+
 /// `0`, or `CODE=n, CODE=n`.
 pub fn errors(map: &BTreeMap<String, u64>) -> String {
     if map.is_empty() {

@@ -203,6 +203,20 @@ impl SenderConfig {
 }
 
 impl SenderStats {
+    /// Counts the ack at `at` of a message first sent at `first_sent`: towards the rate if
+    /// it arrived inside the measurement window, towards the latency if it was sent in it.
+    pub fn count_ack(&mut self, cfg: &SenderConfig, first_sent: Instant, at: Instant) {
+        let (w0, w1) = (cfg.warmup_end, cfg.send_until);
+        self.acked += 1;
+        if at >= w0 && at < w1 {
+            self.acked_in_window += 1;
+            self.last_window_ack = Some(at);
+        }
+        if first_sent >= w0 && first_sent < w1 {
+            self.commit.record(at.saturating_duration_since(first_sent));
+        }
+    }
+
     /// Counts one occurrence of `kind` in `errors`.
     pub fn error(&mut self, kind: &str) {
         *self.errors.entry(kind.to_string()).or_default() += 1;
@@ -230,13 +244,90 @@ enum Next {
     Reconnect(Option<String>),
 }
 
+/// Which message goes out next and when, for a sender of any target: the counter, the
+/// pace, and the end of sending (`send_until`, `max_messages`, `stop`).
+#[derive(Debug)]
+pub struct Schedule {
+    pace: Pace,
+    next: u64,
+    next_due: Instant,
+    max_messages: Option<u64>,
+    send_until: Instant,
+    stop: CancellationToken,
+}
+
+impl Schedule {
+    /// The schedule of `cfg`, starting now with counter 1.
+    pub fn new(cfg: &SenderConfig) -> Self {
+        Self {
+            pace: cfg.pace,
+            next: 1,
+            next_due: Instant::now(),
+            max_messages: cfg.max_messages,
+            send_until: cfg.send_until,
+            stop: cfg.stop.clone(),
+        }
+    }
+
+    /// Whether sending goes on (not stopped, not past the end or the message limit).
+    pub fn open(&self, now: Instant) -> bool {
+        !self.stop.is_cancelled()
+            && now < self.send_until
+            && self.max_messages.is_none_or(|m| self.next <= m)
+    }
+
+    /// Whether the next message may go out now, with `inflight` of `window` in flight.
+    pub fn may_send(&self, now: Instant, inflight: usize, window: usize) -> bool {
+        inflight < window
+            && match self.pace {
+                Pace::Closed => true,
+                Pace::Rate { .. } => now >= self.next_due,
+            }
+            && self.open(now)
+    }
+
+    /// Takes the next counter and moves the pace on by one message.
+    pub fn take(&mut self, now: Instant) -> u64 {
+        let n = self.next;
+        self.next += 1;
+        if let Pace::Rate { per_sec, catch_up } = self.pace {
+            let period = Duration::from_secs_f64(1.0 / per_sec.max(1e-3));
+            self.next_due = if catch_up {
+                self.next_due + period
+            } else {
+                self.next_due.max(now) + period
+            };
+        }
+        n
+    }
+
+    /// The next counter to be sent (counters below it have been sent).
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// When to look again while sending is open, at most 100 ms from `now`: the end of
+    /// sending, or the next slot of a paced sender with room in its window.
+    pub fn wake(&self, now: Instant, room: bool) -> Instant {
+        let mut wake = (now + Duration::from_millis(100)).min(self.send_until);
+        if room && matches!(self.pace, Pace::Rate { .. }) {
+            wake = wake.min(self.next_due);
+        }
+        wake
+    }
+
+    /// Resolves when the sender is stopped early.
+    pub async fn stopped(&self) {
+        self.stop.cancelled().await
+    }
+}
+
 struct Engine {
     cfg: SenderConfig,
     hello: Hello,
     st: SenderStats,
     inflight: BTreeMap<u64, Flight>,
-    next: u64,
-    next_due: Instant,
+    schedule: Schedule,
     expected_bcast: Option<Seq>,
     view: SenderView,
 }
@@ -248,13 +339,11 @@ pub async fn run(cfg: SenderConfig) -> SenderStats {
         username: cfg.username.clone(),
         from_sequence: None,
     };
-    let start = Instant::now();
     let mut e = Engine {
         hello,
         st: SenderStats::default(),
         inflight: BTreeMap::new(),
-        next: 1,
-        next_due: start,
+        schedule: Schedule::new(&cfg),
         expected_bcast: None,
         view: SenderView::default(),
         cfg,
@@ -276,30 +365,6 @@ impl Engine {
         }
     }
 
-    fn sending_open(&self, now: Instant) -> bool {
-        !self.cfg.stop.is_cancelled()
-            && now < self.cfg.send_until
-            && self.cfg.max_messages.is_none_or(|m| self.next <= m)
-    }
-
-    fn pace_allows(&self, now: Instant) -> bool {
-        match self.cfg.pace {
-            Pace::Closed => true,
-            Pace::Rate { .. } => now >= self.next_due,
-        }
-    }
-
-    fn advance_pace(&mut self, now: Instant) {
-        if let Pace::Rate { per_sec, catch_up } = self.cfg.pace {
-            let period = Duration::from_secs_f64(1.0 / per_sec.max(1e-3));
-            self.next_due = if catch_up {
-                self.next_due + period
-            } else {
-                self.next_due.max(now) + period
-            };
-        }
-    }
-
     async fn run_loop(&mut self, first: Session) {
         let mut session = first;
         if let Err(next) = self.begin_session(&mut session).await {
@@ -311,7 +376,7 @@ impl Engine {
         let mut closed_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            let open = self.sending_open(now);
+            let open = self.schedule.open(now);
             if open {
                 if self.send_due(&mut session, now).await.is_err() {
                     match self.reconnect(None).await {
@@ -357,7 +422,7 @@ impl Engine {
                     _ => Next::Reconnect(None),
                 },
                 _ = sleep_until(wake.into()) => Next::Continue,
-                _ = self.cfg.stop.cancelled(), if open => Next::Continue,
+                _ = self.schedule.stopped(), if open => Next::Continue,
             };
             if let Next::Reconnect(hint) = next {
                 match self.reconnect(hint).await {
@@ -371,10 +436,9 @@ impl Engine {
     fn next_wake(&self, now: Instant, open: bool, closed_at: Option<Instant>) -> Instant {
         let mut wake = now + Duration::from_millis(100);
         if open {
-            wake = wake.min(self.cfg.send_until);
-            if matches!(self.cfg.pace, Pace::Rate { .. }) && self.inflight.len() < self.cfg.window {
-                wake = wake.min(self.next_due);
-            }
+            wake = self
+                .schedule
+                .wake(now, self.inflight.len() < self.cfg.window);
         } else if let Some(c) = closed_at {
             wake = wake.min(c + self.cfg.drain);
         }
@@ -387,11 +451,11 @@ impl Engine {
     /// Sends every message the window and the pace allow now.
     async fn send_due(&mut self, session: &mut Session, now: Instant) -> anyhow::Result<()> {
         let mut fed = 0usize;
-        while self.inflight.len() < self.cfg.window
-            && self.pace_allows(now)
-            && self.sending_open(now)
+        while self
+            .schedule
+            .may_send(now, self.inflight.len(), self.cfg.window)
         {
-            let n = self.next;
+            let n = self.schedule.take(now);
             let frame = self.cfg.message_frame(n);
             let at = Instant::now();
             if let Some(t) = &self.cfg.send_times {
@@ -404,9 +468,7 @@ impl Engine {
                     last_sent: at,
                 },
             );
-            self.next += 1;
             self.st.sent += 1;
-            self.advance_pace(now);
             session.conn.feed(frame).await?;
             fed += 1;
         }
@@ -495,7 +557,7 @@ impl Engine {
             return;
         };
         let Some(f) = self.inflight.remove(&n) else {
-            if n < self.next {
+            if n < self.schedule.next() {
                 self.st.duplicate_acks += 1;
             } else {
                 self.st.unknown_acks += 1;
@@ -503,15 +565,7 @@ impl Engine {
             return;
         };
         let at = Instant::now();
-        let (w0, w1) = (self.cfg.warmup_end, self.cfg.send_until);
-        self.st.acked += 1;
-        if at >= w0 && at < w1 {
-            self.st.acked_in_window += 1;
-            self.st.last_window_ack = Some(at);
-        }
-        if f.first_sent >= w0 && f.first_sent < w1 {
-            self.st.commit.record(at - f.first_sent);
-        }
+        self.st.count_ack(&self.cfg, f.first_sent, at);
         if self.cfg.record_acks {
             self.st.acks.push(AckRecord {
                 counter: n,

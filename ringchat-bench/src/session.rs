@@ -180,8 +180,9 @@ async fn try_one(addr: &str, hello: &Hello, limit: Duration) -> Result<Attempt> 
     }
 }
 
-/// A TCP connection with `TCP_NODELAY`, framed for the client protocol.
-pub async fn dial(addr: &str, limit: Duration) -> Result<Conn> {
+/// A TCP connection with `TCP_NODELAY` (a load generator must not wait for Nagle), within
+/// `limit`.
+pub async fn tcp(addr: &str, limit: Duration) -> Result<TcpStream> {
     let stream = timeout(limit, TcpStream::connect(addr))
         .await
         .with_context(|| format!("{addr}: connect timed out"))?
@@ -189,7 +190,15 @@ pub async fn dial(addr: &str, limit: Duration) -> Result<Conn> {
     stream
         .set_nodelay(true)
         .with_context(|| format!("{addr}: setting TCP_NODELAY"))?;
-    Ok(Framed::new(stream, FrameCodec::new(MAX_CLIENT_FRAME)))
+    Ok(stream)
+}
+
+/// A TCP connection with `TCP_NODELAY`, framed for the client protocol.
+pub async fn dial(addr: &str, limit: Duration) -> Result<Conn> {
+    Ok(Framed::new(
+        tcp(addr, limit).await?,
+        FrameCodec::new(MAX_CLIENT_FRAME),
+    ))
 }
 
 /// The next frame as a [`ServerMessage`], within `limit`.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::redis;
 use crate::report::{self, Report, Table};
 use crate::sender::{self, Pace, SenderConfig, merge_counts};
 use crate::session::ConnectOptions;
@@ -38,6 +39,8 @@ pub struct ThroughputConfig {
     pub run_id: String,
     /// `username` of the senders.
     pub username: String,
+    /// Publish to this Redis server instead of the cluster (see [`crate::redis`]).
+    pub redis: Option<String>,
 }
 
 /// The result of a throughput run.
@@ -45,6 +48,8 @@ pub struct ThroughputConfig {
 pub struct ThroughputReport {
     /// Always `"throughput"`.
     pub mode: &'static str,
+    /// `"ringchat"`, or `"redis HOST:PORT"`.
+    pub target: String,
     /// Sending connections.
     pub senders: usize,
     /// Messages in flight per sender.
@@ -110,11 +115,15 @@ pub async fn run(cfg: &ThroughputConfig) -> ThroughputReport {
                 stop: CancellationToken::new(),
                 view: None,
             };
-            tokio::spawn(sender::run(sc))
+            match &cfg.redis {
+                None => tokio::spawn(sender::run(sc)),
+                Some(addr) => tokio::spawn(redis::send(sc, addr.clone(), cfg.run_id.clone())),
+            }
         })
         .collect();
     let mut r = ThroughputReport {
         mode: "throughput",
+        target: report::target(cfg.redis.as_deref()),
         senders: cfg.senders,
         window: cfg.window,
         size: cfg.size,
@@ -174,8 +183,8 @@ pub async fn run(cfg: &ThroughputConfig) -> ThroughputReport {
 impl Report for ThroughputReport {
     fn table(&self) -> String {
         let mut t = Table::new(&format!(
-            "throughput: {} sender(s), window {}, {}-byte messages, {:.1} s measured after {:.1} s warm-up",
-            self.senders, self.window, self.size, self.measured_secs, self.warmup_secs
+            "throughput ({}): {} sender(s), window {}, {}-byte messages, {:.1} s measured after {:.1} s warm-up",
+            self.target, self.senders, self.window, self.size, self.measured_secs, self.warmup_secs
         ));
         t.row("acked messages/s", report::rate(self.acked_per_sec))
             .row("acked in window", report::count(self.acked_in_window))

@@ -31,6 +31,7 @@ fn throughput_cfg(
         ack_timeout: Duration::from_secs(30),
         run_id: "t".into(),
         username: "bench".into(),
+        redis: None,
     }
 }
 
@@ -110,6 +111,7 @@ async fn latency_counts_deliveries_to_every_listener() {
         run_id: "l".into(),
         username: "bench".into(),
         flavor: Flavor::Latency,
+        redis: None,
     };
     let r = openloop::run(&cfg).await.expect("run");
     assert!(r.fatal.is_empty(), "{:?}", r.fatal);

@@ -224,23 +224,30 @@ fn history(log: &[ChatEntry], from: u64, upto: u64, reset: bool) -> Vec<Bytes> {
         .collect()
 }
 
-/// A follower: answers `client_connect` with `leader_info` naming `leader` and closes.
+/// A follower, server 2: answers `client_connect` with `leader_info` naming `leader` (server
+/// 1) and closes, and `client_ping` with a `client_ping_ack` naming the same leader.
 pub async fn start_follower(leader: &str) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let (host, port) = leader.rsplit_once(':').expect("host:port");
-    let info = frame(json!({
-        "msg_type": "leader_info", "sender_id": "Server 2", "timestamp": 1.0,
-        "leader_id": 1, "leader_address": host, "leader_port": port.parse::<u16>().expect("port"),
-        "is_available": true, "is_leader": false, "epoch": 1
-    }));
+    let view = |msg_type: &str| {
+        frame(json!({
+            "msg_type": msg_type, "sender_id": "Server 2", "timestamp": 1.0,
+            "leader_id": 1, "leader_address": host,
+            "leader_port": port.parse::<u16>().expect("port"),
+            "is_available": true, "is_leader": false, "epoch": 1
+        }))
+    };
+    let (info, ping_ack) = (view("leader_info"), view("client_ping_ack"));
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let info = info.clone();
+            let (info, ping_ack) = (info.clone(), ping_ack.clone());
             tokio::spawn(async move {
                 let mut framed = Framed::new(stream, FrameCodec::new(65_536));
-                if let Some(Ok(_)) = framed.next().await {
-                    let _ = framed.send(info).await;
+                if let Some(Ok(req)) = framed.next().await {
+                    let is_ping = serde_json::from_slice::<Value>(&req)
+                        .is_ok_and(|v| v["msg_type"] == "client_ping");
+                    let _ = framed.send(if is_ping { ping_ack } else { info }).await;
                 }
             });
         }
