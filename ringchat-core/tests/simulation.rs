@@ -1536,17 +1536,26 @@ fn a_cut_follower_that_led_alone_does_not_renumber_the_majority() {
         assert!(committed.len() >= 40, "seed {seed}: the majority committed");
         sim.heal();
         // A link's queue delivers what the leader sent before it took 2 for failed: 2,
-        // leading a newer epoch, refuses it and answers with its own ring.
+        // leading a newer epoch, refuses it and answers with its own ring (to a heartbeat)
+        // or its own state (to a batch). Both tell 5 of a newer epoch.
         let epoch = sim.node(5).epoch();
-        sim.transmit(
-            5,
-            2,
+        let stale = if seed % 2 == 0 {
             PeerBody::Heartbeat {
                 epoch,
                 nonce: 1,
                 leader: Some(5),
-            },
-        );
+            }
+        } else {
+            PeerBody::ReplicationSync {
+                epoch,
+                prev_seq: 0,
+                prev_epoch: 0,
+                entries: Vec::new(),
+                reset: false,
+                commit: 0,
+            }
+        };
+        sim.transmit(5, 2, stale);
         // Clients keep writing to whoever serves while the two leaders meet.
         for i in 40..400 {
             sim.client_send(i);

@@ -282,12 +282,19 @@ impl Chaos {
                 }
             });
         }
-        // Either side's history may be renumbered (see `invariants`).
+        // The side of the highest id wins the merge (docs/ARCHITECTURE.md section 9): only
+        // the other side's acks may be renumbered.
+        let top = sides.iter().flatten().max().copied();
         MergeWindow {
             cause: "a 2/3 partition",
             from,
             until: from,
-            may_renumber: sides.into_iter().flatten().collect(),
+            may_renumber: sides
+                .into_iter()
+                .filter(|side| top.is_none_or(|t| !side.contains(&t)))
+                .flatten()
+                .collect(),
+            known_bug: false,
         }
     }
 
@@ -325,6 +332,7 @@ impl Chaos {
                     from,
                     until,
                     may_renumber: BTreeSet::new(),
+                    known_bug: true,
                 }));
         }
         self.hosts.heal().unwrap_or_else(|e| panic!("heal: {e}"));

@@ -290,7 +290,7 @@ impl Node {
     /// acknowledged would be renumbered behind what it took meanwhile. So we hold a round
     /// above its epoch instead; it yields to us when it hears of us (announcements, probes,
     /// or the round itself where it is in our ring).
-    fn outrank_newer_epoch(&mut self, epoch: Epoch) {
+    pub(super) fn outrank_newer_epoch(&mut self, epoch: Epoch) {
         self.seen_epoch = self.seen_epoch.max(epoch);
         self.start_election(ElectionTrigger::HigherId);
     }

@@ -72,6 +72,12 @@ impl Node {
         ok: bool,
     ) {
         if epoch > self.epoch {
+            if self.role == Role::Leader && from < self.me.id {
+                // A lower server in a newer epoch refused our batch: it was cut off and led
+                // alone (or we were paused). We outrank it; stepping down would hand our
+                // clients to it before it merged our history.
+                return self.outrank_newer_epoch(epoch);
+            }
             // A newer round exists somewhere: stop leading and find it.
             if self.role != Role::Follower || self.leader.is_some() {
                 self.epoch = epoch;
